@@ -1,0 +1,1 @@
+"""Datasets: TFDS builders and the registry that maps config names to them."""

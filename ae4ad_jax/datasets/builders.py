@@ -1,0 +1,72 @@
+"""TFDS builders (TensorFlow-free: Tensor features, array_record files).
+
+Every builder yields examples with the same keys: `id` (position in its
+split, so reading back restores the generation order), `image` (uint8
+[H, W, C]), `label` (0 normal, 1 abnormal) and, where the dataset has pixel
+annotations, `mask` (uint8 {0, 1} [H, W]).
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from ae4ad_jax.datasets import phantom
+
+
+def example_features(image_size: int, channels: int, with_mask: bool):
+    features = {
+        "id": tfds.features.Tensor(shape=(), dtype=np.int64),
+        "image": tfds.features.Tensor(shape=(image_size, image_size, channels), dtype=np.uint8),
+        "label": tfds.features.Tensor(shape=(), dtype=np.int64),
+    }
+    if with_mask:
+        features["mask"] = tfds.features.Tensor(shape=(image_size, image_size), dtype=np.uint8)
+    return tfds.features.FeaturesDict(features)
+
+
+@dataclasses.dataclass
+class PhantomConfig(tfds.core.BuilderConfig):
+    image_size: int = 64
+    num_train: int = 3000
+    num_test_normal: int = 500
+    num_test_abnormal: int = 500
+    seed: int = 0
+
+
+def phantom_config(image_size, num_train, num_test_normal, num_test_abnormal, seed):
+    name = f"s{image_size}_n{num_train}_{num_test_normal}_{num_test_abnormal}_seed{seed}"
+    return PhantomConfig(name=name, image_size=image_size, num_train=num_train,
+                         num_test_normal=num_test_normal,
+                         num_test_abnormal=num_test_abnormal, seed=seed)
+
+
+class Phantom(tfds.core.GeneratorBasedBuilder):
+    """The embedded procedural brain-slice dataset (see `datasets/phantom.py`)."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "First release."}
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self, description=phantom.__doc__,
+            features=example_features(self.builder_config.image_size, 1, with_mask=True))
+
+    def _split_generators(self, dl_manager):
+        del dl_manager
+        cfg = self.builder_config
+        seeds = np.random.SeedSequence(cfg.seed).generate_state(3)
+        return {
+            "train": self._generate_examples([(cfg.num_train, seeds[0], False)]),
+            "test": self._generate_examples([(cfg.num_test_normal, seeds[1], False),
+                                             (cfg.num_test_abnormal, seeds[2], True)]),
+        }
+
+    def _generate_examples(self, parts):
+        index = 0
+        for num, seed, abnormal in parts:
+            images, masks = phantom.generate(num, self.builder_config.image_size,
+                                             int(seed), abnormal)
+            for image, mask in zip(images, masks, strict=True):
+                yield index, {"id": index, "image": image, "label": int(abnormal), "mask": mask}
+                index += 1

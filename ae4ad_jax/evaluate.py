@@ -1,0 +1,121 @@
+"""Scoring on the device (jit-compiled, batched, padded) and metrics on the host.
+
+Image level: AUROC and AP of the image scores (scikit-learn). Pixel level,
+where masks exist: AUROC and AP over all pooled test pixels, and the best Dice
+(an oracle figure: its threshold is chosen with the test masks), both by the
+reference's rule of about 200 thresholds and exactly over all thresholds.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from sklearn import metrics as sk_metrics
+
+from ae4ad_jax import methods
+from ae4ad_jax.input_pipeline import to_float
+
+DICE_THRESHOLDS = 200  # the reference's compute_best_dice(n_thresh=200)
+
+
+# ----------------------------------------------------------------------------- device
+
+
+def _score_batch(method, apply_fn, variables, images, with_maps):
+    """Scores one batch for one member: dict of [B] (and [B, H, W]) arrays."""
+    outputs = apply_fn(variables, images, train=False)
+    maps = method.score_map(outputs, images)
+    result = {"score": jnp.mean(maps, axis=(1, 2)),
+              "mse": methods.per_image_mse(outputs["recon"], images)}
+    if with_maps:
+        result["map"] = maps
+    return result
+
+
+@functools.partial(jax.jit, static_argnames=("method", "apply_fn", "batch_size", "with_maps"))
+def score_images(variables, images, *, method, apply_fn, batch_size, with_maps):
+    """Scores every image with every member in one device call.
+
+    `variables` have a leading member axis M; `images` are uint8 [N, H, W, C].
+    The last batch is padded and the padding cut off, so each image is scored
+    exactly once. Returns arrays of shape [M, N] (maps [M, N, H, W]).
+    """
+    num = images.shape[0]
+    num_batches = -(-num // batch_size)
+    padded = jnp.pad(images, [(0, num_batches * batch_size - num)] + [(0, 0)] * 3)
+    batches = padded.reshape((num_batches, batch_size) + images.shape[1:])
+
+    def one_batch(batch):
+        score = functools.partial(_score_batch, method, apply_fn, with_maps=with_maps)
+        return jax.vmap(score, in_axes=(0, None))(variables, to_float(batch))
+
+    out = jax.lax.map(one_batch, batches)  # leaves [num_batches, M, B, ...]
+    return jax.tree_util.tree_map(
+        lambda x: jnp.moveaxis(x, 0, 1).reshape((x.shape[1], -1) + x.shape[3:])[:, :num], out)
+
+
+# ----------------------------------------------------------------------------- host
+
+
+def dice_at_thresholds(scores, targets, thresholds):
+    """Dice of `scores > t` against boolean `targets`, for each t, over all pooled pixels."""
+    scores, targets = np.ravel(scores), np.ravel(targets).astype(bool)
+    all_sorted = np.sort(scores)
+    positive_sorted = np.sort(scores[targets])
+    predicted = scores.size - np.searchsorted(all_sorted, thresholds, side="right")
+    true_positive = positive_sorted.size - np.searchsorted(positive_sorted, thresholds,
+                                                           side="right")
+    denominator = predicted + positive_sorted.size
+    return np.where(denominator > 0, 2.0 * true_positive / np.maximum(denominator, 1), 0.0)
+
+
+def best_dice_reference(scores, targets, num_thresholds=DICE_THRESHOLDS):
+    """The reference's rule: thresholds at every (N // 200)-th sorted score; the best Dice."""
+    flat = np.ravel(scores)
+    step = max(flat.size // num_thresholds, 1)
+    thresholds = np.sort(flat)[np.arange(0, flat.size, step)]
+    return float(np.max(dice_at_thresholds(flat, targets, thresholds)))
+
+
+def best_dice_exact(scores, targets):
+    """The best Dice over every distinct threshold (every possible predicted set)."""
+    flat = np.ravel(scores)
+    thresholds = np.concatenate([[-np.inf], np.unique(flat)])
+    return float(np.max(dice_at_thresholds(flat, targets, thresholds)))
+
+
+def image_metrics(scores, labels):
+    scores, labels = np.asarray(scores, np.float64), np.asarray(labels)
+    normal, abnormal = scores[labels == 0], scores[labels == 1]
+    return {
+        "auroc": float(sk_metrics.roc_auc_score(labels, scores)),
+        "ap": float(sk_metrics.average_precision_score(labels, scores)),
+        "mean_score_normal": float(normal.mean()),
+        "mean_score_abnormal": float(abnormal.mean()),
+    }
+
+
+def pixel_metrics(maps, masks):
+    """Pooled pixel AUROC/AP and best Dice; `maps` [N, H, W] float, `masks` [N, H, W] {0,1}."""
+    scores = np.asarray(maps, np.float64).ravel()
+    targets = np.asarray(masks).ravel() > 0
+    if not targets.any():
+        return {}
+    return {
+        "pixel_auroc": float(sk_metrics.roc_auc_score(targets, scores)),
+        "pixel_ap": float(sk_metrics.average_precision_score(targets, scores)),
+        "dice_best": best_dice_reference(scores, targets),
+        "dice_best_exact": best_dice_exact(scores, targets),
+    }
+
+
+def compute_metrics(test, train_mse, labels, masks):
+    """One member's metrics row from its scored splits (host numpy arrays)."""
+    row = image_metrics(test["score"], labels)
+    row["recon_error_train_normal"] = float(np.mean(train_mse))
+    row["recon_error_test_normal"] = float(np.mean(test["mse"][labels == 0]))
+    row["recon_error_test_abnormal"] = float(np.mean(test["mse"][labels == 1]))
+    if masks is not None:
+        row.update(pixel_metrics(test["map"], masks))
+    return row

@@ -1,0 +1,38 @@
+"""Command line: train and evaluate one config.
+
+    python -m ae4ad_jax.main --config=configs/default.py --workdir=runs/default \
+        [--config.latent_size=4] [--eval_only]
+
+Exit status 0 on success; 2 with a one-paragraph message on bad input.
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from ae4ad_jax import train
+from ae4ad_jax.errors import UserError
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics and figures.")
+flags.DEFINE_bool("eval_only", False, "Evaluate the workdir's last checkpoint; no training.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS["verbosity"].present:  # keep Orbax's INFO lines out of the progress output
+        logging.set_verbosity(logging.WARNING)
+    try:
+        train.train_and_evaluate(FLAGS.config, FLAGS.workdir, eval_only=FLAGS.eval_only)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,55 @@
+"""Reconstruction methods: how each builds its model, computes its loss and scores.
+
+Every method plugs into the same trainer and evaluator through `Method`:
+the loss sees the model outputs, the clean images and per-row weights (0 for
+padding rows) and returns a scalar; the score map is per pixel, [B, H, W].
+"""
+
+import dataclasses
+from collections.abc import Callable
+
+import jax.numpy as jnp
+
+from ae4ad_jax import models
+
+
+def per_image_mse(recon, images):
+    """Mean squared error of each image over pixels and channels: [B]."""
+    return jnp.mean(jnp.square(recon - images), axis=(1, 2, 3))
+
+
+def weighted_mean(values, weights):
+    """Mean of `values` [B] over the rows whose weight is 1 (padding has weight 0)."""
+    return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def squared_error_map(outputs, images):
+    """The reference's anomaly map: squared error averaged over channels, [B, H, W]."""
+    return jnp.mean(jnp.square(outputs["recon"] - images), axis=-1)
+
+
+def ae_loss(outputs, images, weights, rng):
+    del rng
+    loss = weighted_mean(per_image_mse(outputs["recon"], images), weights)
+    return loss, {}
+
+
+def create_autoencoder(config, axis_name=None) -> models.AutoEncoder:
+    m = config.model
+    return models.AutoEncoder(
+        latent_size=config.latent_size, channels=config.channels, base_width=m.base_width,
+        expansion=m.expansion, hidden_width=m.hidden_width, encoder_depth=m.encoder_depth,
+        decoder_depth=m.decoder_depth, spatial=m.spatial, axis_name=axis_name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    name: str
+    create_model: Callable
+    loss: Callable
+    score_map: Callable
+
+
+METHODS = {
+    "ae": Method("ae", create_autoencoder, ae_loss, squared_error_map),
+}

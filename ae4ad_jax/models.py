@@ -1,0 +1,230 @@
+"""Linen modules of the MedIAnomaly benchmark's autoencoder.
+
+Everything PyTorch does by default and the reference relies on (weight
+initialisation, BatchNorm statistics, ConvTranspose2d geometry) is reproduced
+here and nowhere else, so that results are comparable with the paper.
+Tensors are NHWC: `[B, H, W, C]`.
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+# PyTorch's default kaiming_uniform(a=sqrt(5)) is U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+_TORCH_SCALE = 1.0 / 3.0
+BN_MOMENTUM = 0.9  # Flax convention: running = m * running + (1 - m) * batch (torch 0.1)
+BN_EPSILON = 1e-5
+DOWNSAMPLE_FACTOR = 16  # four stride-2 blocks
+
+
+def torch_kernel_init(in_axis=-2, out_axis=-1):
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in taken over `in_axis` and the spatial axes."""
+    return nn.initializers.variance_scaling(
+        _TORCH_SCALE, "fan_in", "uniform", in_axis=in_axis, out_axis=out_axis)
+
+
+def torch_bias_init(fan_in: int):
+    """PyTorch's Linear bias init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / jnp.sqrt(fan_in)
+
+    def init(rng, shape, dtype=jnp.float32):
+        return jax.random.uniform(rng, shape, dtype, -bound, bound)
+
+    return init
+
+
+class Dense(nn.Module):
+    """torch.nn.Linear: weight and bias both U(-1/sqrt(in), 1/sqrt(in))."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(self.features, kernel_init=torch_kernel_init(),
+                        bias_init=torch_bias_init(x.shape[-1]))(x)
+
+
+class Conv(nn.Module):
+    """torch.nn.Conv2d without bias (square kernel, symmetric padding)."""
+
+    features: int
+    kernel_size: int
+    stride: int = 1
+    padding: int = 0
+
+    @nn.compact
+    def __call__(self, x):
+        pad = ((self.padding, self.padding),) * 2
+        return nn.Conv(self.features, (self.kernel_size,) * 2, strides=self.stride,
+                       padding=pad, use_bias=False, kernel_init=torch_kernel_init())(x)
+
+
+class ConvTranspose(nn.Module):
+    """torch.nn.ConvTranspose2d(k, stride=s, padding=p) without bias.
+
+    The kernel is stored as the HWIO kernel of the equivalent forward
+    convolution over the s-dilated input padded by k-1-p, i.e. torch's weight
+    `W[i, o, a, b]` is `kernel[k-1-a, k-1-b, i, o]`. PyTorch computes fan_in of
+    a ConvTranspose2d weight from its *output* channels, hence `in_axis=-1`.
+    """
+
+    features: int
+    kernel_size: int = 4
+    stride: int = 2
+    padding: int = 1
+
+    @nn.compact
+    def __call__(self, x):
+        k = self.kernel_size
+        kernel = self.param("kernel", torch_kernel_init(in_axis=-1, out_axis=-2),
+                            (k, k, x.shape[-1], self.features))
+        edge = k - 1 - self.padding
+        return lax.conv_general_dilated(
+            x, kernel.astype(x.dtype), window_strides=(1, 1), padding=((edge, edge),) * 2,
+            lhs_dilation=(self.stride, self.stride),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+class BatchNorm(nn.Module):
+    """torch BatchNorm1d/2d over all axes but the last, with an optional row mask.
+
+    Training normalises with the biased batch variance and updates the running
+    variance with the unbiased one, as PyTorch does. `mask` ([B], 1 for real
+    rows, 0 for padding) keeps padded rows out of the statistics, so a padded
+    batch gives exactly the statistics of its real rows. With `axis_name` the
+    statistics are pooled across devices.
+    """
+
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x, train: bool, mask=None):
+        features = x.shape[-1]
+        running_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
+        running_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
+        scale = self.param("scale", nn.initializers.ones, (features,))
+        bias = self.param("bias", nn.initializers.zeros, (features,))
+        if train:
+            mean, var = self._batch_moments(x, mask)
+            if not self.is_initializing():
+                count = self._count(x, mask)
+                unbiased = var * count / jnp.maximum(count - 1.0, 1.0)
+                running_mean.value = BN_MOMENTUM * running_mean.value + (1 - BN_MOMENTUM) * mean
+                running_var.value = BN_MOMENTUM * running_var.value + (1 - BN_MOMENTUM) * unbiased
+        else:
+            mean, var = running_mean.value, running_var.value
+        inv = lax.rsqrt(var + BN_EPSILON) * scale
+        return ((x - mean) * inv + bias).astype(x.dtype)
+
+    def _weights(self, x, mask):
+        shape = x.shape[:1] + (1,) * (x.ndim - 1)
+        rows = jnp.ones(shape, jnp.float32) if mask is None else mask.reshape(shape)
+        return rows.astype(jnp.float32)
+
+    def _sum(self, value):
+        return value if self.axis_name is None else lax.psum(value, self.axis_name)
+
+    def _count(self, x, mask):
+        per_row = 1.0
+        for size in x.shape[1:-1]:
+            per_row *= size
+        return self._sum(jnp.sum(self._weights(x, mask)) * per_row)
+
+    def _batch_moments(self, x, mask):
+        axes = tuple(range(x.ndim - 1))
+        weights = self._weights(x, mask)
+        count = self._count(x, mask)
+        xf = x.astype(jnp.float32)
+        mean = self._sum(jnp.sum(weights * xf, axes)) / count
+        var = self._sum(jnp.sum(weights * jnp.square(xf - mean), axes)) / count
+        return mean, var
+
+
+class ConvBlock(nn.Module):
+    """The reference's BasicBlock: a resampling conv plus depth-1 extra 3x3 convs.
+
+    Downsampling blocks put the extra convs after the strided conv, upsampling
+    blocks before the transposed conv. `last` drops the final BN and ReLU.
+    """
+
+    features: int
+    depth: int = 1
+    upsample: bool = False
+    last: bool = False
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x, train: bool, mask=None):
+        def norm_relu(y):
+            return nn.relu(BatchNorm(self.axis_name)(y, train, mask))
+
+        if self.upsample:
+            for _ in range(self.depth - 1):
+                x = norm_relu(Conv(x.shape[-1], 3, padding=1)(x))
+            x = ConvTranspose(self.features)(x)
+        else:
+            x = norm_relu(Conv(self.features, 4, stride=2, padding=1)(x))
+            for _ in range(self.depth - 1):
+                x = norm_relu(Conv(self.features, 3, padding=1)(x))
+            return x
+        return x if self.last else norm_relu(x)
+
+
+class Bottleneck(nn.Module):
+    """Fully connected (or 1x1-conv, `spatial`) bottleneck; returns (features, z)."""
+
+    latent_size: int
+    hidden_width: int = 1024
+    spatial: bool = False
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x, train: bool, mask=None):  # x: [B, h, w, C]
+        shape = x.shape
+        if self.spatial:
+            def layer(f):
+                return Conv(f, 1)
+        else:
+            x = x.reshape(shape[0], -1)
+            layer = Dense
+        h = nn.relu(BatchNorm(self.axis_name)(layer(self.hidden_width)(x), train, mask))
+        z = layer(self.latent_size)(h)
+        h = nn.relu(BatchNorm(self.axis_name)(layer(self.hidden_width)(z), train, mask))
+        out = layer(shape[-1] if self.spatial else x.shape[-1])(h)
+        return out.reshape(shape), z
+
+
+class AutoEncoder(nn.Module):
+    """The benchmark's AE. Returns `{'recon': [B,H,W,C], 'z': [B,d] (or [B,h,w,d])}`."""
+
+    latent_size: int = 16
+    channels: int = 1
+    base_width: int = 16
+    expansion: int = 1
+    hidden_width: int = 1024
+    encoder_depth: int = 1
+    decoder_depth: int = 1
+    spatial: bool = False
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x, train: bool, mask=None) -> dict[str, Any]:
+        width = self.base_width * self.expansion
+        enc_widths = (width, 2 * width, 4 * width, 4 * width)
+        dec_widths = (4 * width, 2 * width, width, self.channels)
+        for features in enc_widths:
+            x = ConvBlock(features, self.encoder_depth, axis_name=self.axis_name)(x, train, mask)
+        x, z = Bottleneck(self.latent_size, self.hidden_width, self.spatial,
+                          self.axis_name)(x, train, mask)
+        for i, features in enumerate(dec_widths):
+            x = ConvBlock(features, self.decoder_depth, upsample=True, last=i == 3,
+                          axis_name=self.axis_name)(x, train, mask)
+        return {"recon": x, "z": z}
+
+
+def count_params(params) -> int:
+    """Number of trainable scalars (BatchNorm running statistics are not params)."""
+    return int(sum(leaf.size for leaf in jax.tree_util.tree_leaves(params)))

@@ -1,0 +1,139 @@
+"""What a run leaves in its workdir, and its progress lines.
+
+- `metrics.jsonl`: one JSON object per evaluation and member;
+- `tensorboard/`: scalars (tensorboardX, no TensorFlow needed);
+- `examples.png`: test images, reconstructions, anomaly maps and masks;
+- `summary.json`: final metrics per member, parameter count, config, wall time.
+"""
+
+import json
+import os
+import sys
+
+import jax
+import numpy as np
+
+from ae4ad_jax import input_pipeline
+from ae4ad_jax.models import count_params
+
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+EXAMPLES_FILE = "examples.png"
+
+
+def log(message: str) -> None:
+    """A progress line on stdout (library logging stays at absl's level)."""
+    print(message, file=sys.stdout, flush=True)
+
+
+class Writer:
+    """Appends metrics rows; on resume drops rows newer than the restored checkpoint."""
+
+    def __init__(self, workdir: str, members: list[dict], start_epoch: int):
+        from tensorboardX import SummaryWriter
+
+        self.members = members
+        self.path = os.path.join(workdir, METRICS_FILE)
+        self._truncate_after(start_epoch)
+        self.tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def _truncate_after(self, epoch):
+        if not os.path.exists(self.path):
+            return
+        with open(self.path) as f:
+            rows = [line for line in f if line.strip() and json.loads(line)["epoch"] <= epoch]
+        with open(self.path + ".tmp", "w") as f:
+            f.writelines(rows)
+        os.replace(self.path + ".tmp", self.path)
+
+    def _tag(self, name, m):
+        return name if len(self.members) == 1 else f"member{m}/{name}"
+
+    def write_train(self, epoch, losses, images_per_second):
+        for m, loss in enumerate(losses):
+            self.tensorboard.add_scalar(self._tag("train/loss", m), float(loss), epoch)
+        self.tensorboard.add_scalar("train/images_per_second", images_per_second, epoch)
+        log(f"epoch {epoch}  loss {' '.join(f'{loss:.5f}' for loss in losses)}  "
+            f"{images_per_second:.0f} images/s")
+
+    def write_eval(self, epoch, rows):
+        with open(self.path, "a") as f:
+            for m, (member, row) in enumerate(zip(self.members, rows, strict=True)):
+                f.write(json.dumps({"epoch": epoch, "member": m, **member, **row}) + "\n")
+                for key, value in row.items():
+                    self.tensorboard.add_scalar(self._tag(f"eval/{key}", m), value, epoch)
+        self.tensorboard.flush()
+        for m, row in enumerate(rows):
+            pixel = (f"  pixel AP {row['pixel_ap']:.4f}  Dice {row['dice_best']:.4f}"
+                     if "pixel_ap" in row else "")
+            log(f"eval epoch {epoch} member {m}: AUROC {row['auroc']:.4f}  "
+                f"AP {row['ap']:.4f}{pixel}")
+
+    def close(self):
+        self.tensorboard.close()
+
+
+def _example_indices(labels, per_class):
+    normal = np.flatnonzero(labels == 0)[:per_class]
+    abnormal = np.flatnonzero(labels == 1)[:per_class]
+    return np.concatenate([normal, abnormal])
+
+
+def write_examples(workdir, state, data, config, method):
+    """examples.png for member 0: rows input / reconstruction / anomaly map / mask."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    indices = _example_indices(data.test_labels, config.eval.num_examples)
+    variables = jax.tree_util.tree_map(lambda x: x[0], {"params": state.params,
+                                                         "batch_stats": state.batch_stats})
+    images = input_pipeline.to_float(data.test_images[indices])
+    outputs = state.apply_fn(variables, images, train=False)
+    maps = np.asarray(method.score_map(outputs, images))
+    recon = np.asarray(outputs["recon"])
+    rows = [("input", np.asarray(images)), ("reconstruction", recon), ("anomaly map", maps)]
+    if data.test_masks is not None:
+        rows.append(("mask", data.test_masks[indices]))
+    fig, axes = plt.subplots(len(rows), len(indices), squeeze=False,
+                             figsize=(1.6 * len(indices), 1.7 * len(rows)))
+    for r, (name, values) in enumerate(rows):
+        for c, i in enumerate(indices):
+            ax = axes[r, c]
+            image = values[c]
+            if image.ndim == 3:  # [H, W, C] in [-1, 1]
+                image = np.clip(image * 0.5 + 0.5, 0.0, 1.0)
+                image = image[..., 0] if image.shape[-1] == 1 else image
+                ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0)
+            else:
+                ax.imshow(image, cmap="inferno" if name == "anomaly map" else "gray",
+                          vmin=0.0, vmax=float(maps.max()) if name == "anomaly map" else 1.0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(name, fontsize=8)
+            if r == 0:
+                ax.set_title("abnormal" if data.test_labels[i] else "normal", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(workdir, EXAMPLES_FILE), dpi=100)
+    plt.close(fig)
+
+
+def write_summary(workdir, config, members, rows, state, wall_time):
+    params_of_member0 = jax.tree_util.tree_map(lambda x: x[0], state.params)
+    summary = {
+        "metrics": [{"member": m, **member, **row}
+                    for m, (member, row) in enumerate(zip(members, rows, strict=True))],
+        "num_params": count_params(params_of_member0),
+        "config": json.loads(config.to_json()),
+        "wall_time_s": wall_time,
+    }
+    path = os.path.join(workdir, SUMMARY_FILE)
+    with open(path + ".tmp", "w") as f:
+        json.dump(summary, f, indent=2)
+    os.replace(path + ".tmp", path)
+    for row in summary["metrics"]:
+        log("final: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                                  for k, v in row.items()))
+    return summary

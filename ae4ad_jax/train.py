@@ -1,0 +1,259 @@
+"""Training and evaluation: the train state, the pure steps and the driver.
+
+Every run trains an ensemble of M members (M = 1 for a single model) whose
+train state carries a leading member axis; the per-member step is written for
+one model and lifted with `jax.vmap`. An epoch is one jit-compiled call: a
+per-member permutation of the device-resident uint8 train set, then a
+`lax.scan` over its batches. The last partial batch is kept, padded to the
+batch size with zero-weight rows that enter neither the loss nor the
+BatchNorm statistics, so every step has one shape and the result equals
+training on the unpadded batch.
+"""
+
+import functools
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax.training import train_state
+
+from ae4ad_jax import checkpointing, evaluate, input_pipeline, reporting, validation
+from ae4ad_jax.errors import UserError
+from ae4ad_jax.methods import METHODS
+
+DATA_STREAM, STEP_STREAM = 0, 1  # independent random streams derived from a member's key
+
+
+class TrainState(train_state.TrainState):
+    batch_stats: Any
+    rng: jax.Array  # the member's raw uint32[2] key
+
+
+def create_optimizer(config) -> optax.GradientTransformation:
+    o = config.optim
+    return optax.adam(config.learning_rate, b1=o.b1, b2=o.b2, eps=o.eps)
+
+
+def create_train_state(config, model, seeds) -> TrainState:
+    """One member per seed, stacked along a leading axis."""
+    shape = (1, config.image_size, config.image_size, config.channels)
+    tx = create_optimizer(config)
+
+    def init_member(key):
+        init_key, state_key = jax.random.split(key)
+        variables = model.init(init_key, jnp.zeros(shape, jnp.float32), train=False)
+        return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
+                                 batch_stats=variables["batch_stats"], rng=state_key)
+
+    keys = jnp.stack([jax.random.PRNGKey(seed) for seed in seeds])
+    return jax.jit(jax.vmap(init_member))(keys)
+
+
+def train_step(state: TrainState, images, weights, rng, *, method, axis_name=None):
+    """One optimiser step of one member: `images` [B, H, W, C] float, `weights` [B]."""
+
+    def loss_fn(params):
+        variables = {"params": params, "batch_stats": state.batch_stats}
+        outputs, updates = state.apply_fn(variables, images, train=True, mask=weights,
+                                          mutable=["batch_stats"])
+        loss, aux = method.loss(outputs, images, weights, rng)
+        return loss, (updates["batch_stats"], aux)
+
+    (loss, (batch_stats, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    if axis_name is not None:
+        grads, loss = jax.lax.pmean((grads, loss), axis_name)
+    state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    return state, {"loss": loss, **aux}
+
+
+def epoch_batches(rng, epoch, num_images, batch_size):
+    """A member's order for one epoch: indices and weights, both [steps, batch_size]."""
+    steps = -(-num_images // batch_size)
+    pad = steps * batch_size - num_images
+    order = jax.random.permutation(jax.random.fold_in(rng, epoch), num_images)
+    indices = jnp.concatenate([order, jnp.zeros(pad, order.dtype)])
+    weights = jnp.concatenate([jnp.ones(num_images), jnp.zeros(pad)])
+    return indices.reshape(steps, batch_size), weights.reshape(steps, batch_size)
+
+
+def resolve_backend_choices(config) -> tuple[str, str]:
+    """(member lowering, epoch loop) for this backend; "auto" picks the fast one.
+
+    XLA:CPU runs convolutions inside a while loop (`lax.scan`, `lax.map`) tens
+    of times slower than outside one, and vmapped convolutions become slow
+    grouped convolutions. So on CPU members are unrolled in the program and
+    the epoch is a host loop of jitted steps (asynchronous dispatch, data on
+    the device, no host round trip); on GPU/TPU members are vmapped and the
+    epoch is one `lax.scan`. All choices compute the same function.
+    """
+    cpu = jax.default_backend() == "cpu"
+    lowering = config.member_lowering
+    loop = config.epoch_loop
+    if lowering == "auto":
+        lowering = "unroll" if cpu else "vmap"
+    if loop == "auto":
+        loop = "host" if cpu else "scan"
+    return lowering, loop
+
+
+def over_members(fn, lowering: str):
+    """Lifts `fn` (every argument with a leading member axis) over that axis."""
+    if lowering == "vmap":
+        return jax.vmap(fn)
+
+    def unrolled(*args):
+        num_members = jax.tree_util.tree_leaves(args)[0].shape[0]
+        outs = [fn(*jax.tree_util.tree_map(lambda x, m=m: x[m], args))
+                for m in range(num_members)]
+        return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *outs)
+
+    return unrolled
+
+
+def plan_epoch(state, epoch, num_images, batch_size):
+    """Every member's batches for one epoch: indices and weights [M, steps, B]."""
+    data_keys = jax.vmap(jax.random.fold_in, (0, None))(state.rng, DATA_STREAM)
+    return jax.vmap(epoch_batches, (0, None, None, None))(data_keys, epoch, num_images,
+                                                           batch_size)
+
+
+def ensemble_step(state, train_images, indices, weights, *, method, lowering):
+    """One step of every member on its own batch; `indices`, `weights` [M, B]."""
+    images = input_pipeline.to_float(train_images[indices])  # [M, B, H, W, C]
+    step_keys = jax.vmap(lambda key, step: jax.random.fold_in(
+        jax.random.fold_in(key, STEP_STREAM), step))(state.rng, state.step)
+    step_fn = over_members(functools.partial(train_step, method=method), lowering)
+    return step_fn(state, images, weights, step_keys)
+
+
+@functools.partial(jax.jit, static_argnames=("method", "batch_size", "lowering"),
+                   donate_argnums=0)
+def _train_epoch_scan(state, train_images, epoch, *, method, batch_size, lowering):
+    indices, weights = plan_epoch(state, epoch, train_images.shape[0], batch_size)
+
+    def body(state, batch):
+        return ensemble_step(state, train_images, *batch, method=method, lowering=lowering)
+
+    return jax.lax.scan(body, state, (indices.swapaxes(0, 1), weights.swapaxes(0, 1)))
+
+
+_plan_epoch = jax.jit(plan_epoch, static_argnames=("num_images", "batch_size"))
+
+
+@functools.partial(jax.jit, static_argnames=("method", "lowering"), donate_argnums=0)
+def _train_batch(state, train_images, indices, weights, t, *, method, lowering):
+    return ensemble_step(state, train_images, indices[:, t], weights[:, t], method=method,
+                         lowering=lowering)
+
+
+def train_epoch(state, train_images, epoch, *, method, batch_size, lowering, loop):
+    """One epoch for all members: the new state and per-step metrics [steps, M]."""
+    if loop == "scan":
+        return _train_epoch_scan(state, train_images, epoch, method=method,
+                                 batch_size=batch_size, lowering=lowering)
+    indices, weights = _plan_epoch(state, epoch, train_images.shape[0], batch_size)
+    step_metrics = []
+    for t in range(indices.shape[1]):
+        state, metrics = _train_batch(state, train_images, indices, weights, t,
+                                      method=method, lowering=lowering)
+        step_metrics.append(metrics)
+    return state, jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *step_metrics)
+
+
+def evaluate_members(state, data, device_data, config, method):
+    """Scores train and test splits with every member; one metrics row per member."""
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    score = functools.partial(evaluate.score_images, variables, method=method,
+                              apply_fn=state.apply_fn, batch_size=config.eval.batch_size)
+    test = jax.device_get(score(device_data["test"], with_maps=data.test_masks is not None))
+    train = jax.device_get(score(device_data["train"], with_maps=False))
+    rows = []
+    for m in range(state.step.shape[0]):
+        member_test = {key: value[m] for key, value in test.items()}
+        rows.append(evaluate.compute_metrics(member_test, train["mse"][m], data.test_labels,
+                                             data.test_masks))
+    return rows
+
+
+def _check_finite(losses, epoch, steps_per_epoch, last_saved, workdir):
+    bad = ~np.isfinite(losses)
+    if not bad.any():
+        return
+    step_in_epoch, member = np.argwhere(bad)[0]
+    step = (epoch - 1) * steps_per_epoch + int(step_in_epoch) + 1
+    kept = (f"the last good checkpoint (epoch {last_saved}) is kept in {workdir}/checkpoints"
+            if last_saved else "no checkpoint had been written yet")
+    raise UserError(
+        f"Training diverged: the loss of member {member} became {losses[step_in_epoch, member]} "
+        f"at step {step} (epoch {epoch}); {kept}. Lower learning_rate or check the data.")
+
+
+def _is_eval_epoch(epoch, config):
+    return epoch == 1 or epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs
+
+
+def _is_checkpoint_epoch(epoch, config):
+    return (_is_eval_epoch(epoch, config) or epoch % config.checkpoint_every_epochs == 0)
+
+
+def _load_for_run(config, workdir, eval_only):
+    """Everything a run needs before its first step; all user-input checks happen here."""
+    validation.validate_config(config)
+    validation.prepare_workdir(workdir, config, must_exist=eval_only)
+    method = METHODS[config.method]
+    data = input_pipeline.load(config)
+    validation.check_data(data, config)
+    device_data = {"train": jax.device_put(data.train_images),
+                   "test": jax.device_put(data.test_images)}
+    return method, data, device_data
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       eval_only: bool = False) -> dict:
+    """Trains (resuming from the workdir's last checkpoint) and evaluates; returns the summary.
+
+    With `eval_only`, restores the last checkpoint and evaluates it without training.
+    """
+    start_time = time.time()
+    method, data, device_data = _load_for_run(config, workdir, eval_only)
+    members = [{"latent_size": config.latent_size, "seed": config.seed}]
+    model = method.create_model(config)
+    state = create_train_state(config, model, [m["seed"] for m in members])
+    manager = checkpointing.create_manager(workdir, config)
+    state, start_epoch = checkpointing.restore_or_keep(manager, state, workdir)
+    if eval_only and start_epoch == 0:
+        raise UserError(f"--eval_only needs a checkpoint, and {workdir}/checkpoints has none.")
+    writer = reporting.Writer(workdir, members, start_epoch)
+    steps_per_epoch = -(-data.train_images.shape[0] // config.batch_size)
+    lowering, loop = resolve_backend_choices(config)
+    last_saved, rows = start_epoch, None
+    for epoch in range(start_epoch + 1, 1 if eval_only else config.num_epochs + 1):
+        epoch_start = time.time()
+        state, step_metrics = train_epoch(state, device_data["train"], epoch, method=method,
+                                          batch_size=config.batch_size, lowering=lowering,
+                                          loop=loop)
+        losses = np.asarray(step_metrics["loss"])  # [steps, M]
+        _check_finite(losses, epoch, steps_per_epoch, last_saved, workdir)
+        seconds = time.time() - epoch_start
+        writer.write_train(epoch, losses.mean(axis=0),
+                           data.train_images.shape[0] * len(members) / seconds)
+        rows = None
+        if _is_eval_epoch(epoch, config):
+            rows = evaluate_members(state, data, device_data, config, method)
+            writer.write_eval(epoch, rows)
+        if _is_checkpoint_epoch(epoch, config):
+            checkpointing.save(manager, epoch, state)
+            last_saved = epoch
+    manager.wait_until_finished()
+    if rows is None:
+        reporting.log(f"Evaluating the checkpoint of epoch {last_saved}.")
+        rows = evaluate_members(state, data, device_data, config, method)
+    reporting.write_examples(workdir, state, data, config, method)
+    summary = reporting.write_summary(workdir, config, members, rows, state,
+                                      time.time() - start_time)
+    writer.close()
+    return summary

@@ -1,0 +1,107 @@
+"""Checks of user input that run before any compute: config values, workdir, data."""
+
+import json
+import math
+import os
+import tempfile
+
+from ae4ad_jax import input_pipeline
+from ae4ad_jax.errors import UserError
+from ae4ad_jax.methods import METHODS
+
+CONFIG_FILE = "config.json"
+# Keys that may change between a run and its resumption; any other change makes
+# the workdir's checkpoints belong to a different experiment.
+RESUMABLE_KEYS = ("num_epochs", "eval_every_epochs", "checkpoint_every_epochs", "eval.",
+                  "data_dir", "tfds_dir")
+
+
+def _require(condition, message):
+    if not condition:
+        raise UserError(message)
+
+
+def _positive_int(config, key):
+    value = config
+    for part in key.split("."):
+        value = value[part]
+    _require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+             f"Config key {key} must be a positive integer, got {value!r}.")
+
+
+def validate_config(config) -> None:
+    """Raises UserError naming the first bad key; runs before any data or compute."""
+    input_pipeline.check_dataset_name(config.dataset)
+    _require(config.method in METHODS,
+             f"Unknown method {config.method!r}: known methods are {', '.join(METHODS)}.")
+    for key in ("latent_size", "image_size", "channels", "num_epochs", "batch_size",
+                "eval_every_epochs", "checkpoint_every_epochs", "eval.batch_size",
+                "model.base_width", "model.expansion", "model.hidden_width",
+                "model.encoder_depth", "model.decoder_depth"):
+        _positive_int(config, key)
+    _require(config.image_size % 16 == 0,
+             f"Config key image_size must be a multiple of 16 (the AE halves it four times), "
+             f"got {config.image_size}.")
+    lr = config.learning_rate
+    _require(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0,
+             f"Config key learning_rate must be a positive finite number, got {lr!r}.")
+
+
+def _flatten(tree, prefix=""):
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _incompatible_keys(saved: dict, current: dict) -> list[str]:
+    saved, current = _flatten(saved), _flatten(current)
+    keys = sorted(set(saved) | set(current))
+    return [key for key in keys if not key.startswith(RESUMABLE_KEYS)
+            and saved.get(key) != current.get(key)]
+
+
+def prepare_workdir(workdir: str, config, *, must_exist=False) -> None:
+    """Creates the workdir, checks it is writable and that it holds no other experiment."""
+    _require(bool(workdir), "No --workdir given: name a folder for checkpoints and metrics.")
+    if must_exist:
+        _require(os.path.isdir(workdir), f"Workdir {workdir} does not exist.")
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=workdir):
+            pass
+    except OSError as error:
+        raise UserError(f"Workdir {workdir} cannot be created or written: {error}.") from None
+    path = os.path.join(workdir, CONFIG_FILE)
+    current = json.loads(config.to_json())
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                saved = json.load(f)
+        except (OSError, ValueError) as error:
+            raise UserError(f"{path} is unreadable ({error}); use a fresh --workdir.") from None
+        changed = _incompatible_keys(saved, current)
+        if changed:
+            details = ", ".join(f"{k}: {_flatten(saved).get(k)!r} -> {_flatten(current).get(k)!r}"
+                                for k in changed)
+            raise UserError(
+                f"Workdir {workdir} holds a run of a different config ({details}); its "
+                "checkpoints cannot be resumed with this one. Use a fresh --workdir, or the "
+                "saved config.")
+    with open(path + ".tmp", "w") as f:
+        json.dump(current, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def check_data(data, config) -> None:
+    _require(data.channels == config.channels,
+             f"Dataset {config.dataset} has {data.channels} channel(s) but config key channels "
+             f"is {config.channels}.")
+    _require(len(data.train_images) > 0, f"Dataset {config.dataset} has no training images.")
+    labels = set(data.test_labels.tolist())
+    _require(labels == {0, 1},
+             f"The test split of {config.dataset} needs normal (0) and abnormal (1) images; "
+             f"it has labels {sorted(labels)}.")

@@ -1,0 +1,40 @@
+"""The paper's AE (d = 16) on the embedded `phantom` dataset; a few minutes on 2 CPU cores.
+
+    python -m ae4ad_jax.main --config=configs/default.py --workdir=runs/default
+
+Every other config imports this one and overrides what differs. The optimiser,
+batch size, architecture and preprocessing are the reference's
+(../shared/REFERENCE.md); only the number of epochs is cut for `phantom`.
+"""
+
+import ml_collections
+
+
+def get_config():
+    config = ml_collections.ConfigDict()
+    config.dataset = "phantom"
+    config.data_dir = ""  # raw data folder of a real dataset ("" = the dataset's default)
+    config.tfds_dir = "~/tensorflow_datasets"  # where prepared datasets are written
+    config.method = "ae"
+    config.latent_size = 16
+    config.image_size = 64
+    config.channels = 1
+    config.seed = 0
+
+    config.num_epochs = 20
+    config.batch_size = 64
+    config.learning_rate = 1e-3
+    config.eval_every_epochs = 25  # also evaluated after epoch 1 and the last epoch
+    config.checkpoint_every_epochs = 5  # also saved at every evaluation
+    # How members and steps are compiled (train.resolve_backend_choices); same results.
+    config.member_lowering = "auto"  # "vmap" | "unroll"
+    config.epoch_loop = "auto"  # "scan" | "host"
+
+    config.model = ml_collections.ConfigDict(dict(
+        base_width=16, expansion=1, hidden_width=1024,
+        encoder_depth=1, decoder_depth=1, spatial=False))
+    config.optim = ml_collections.ConfigDict(dict(b1=0.9, b2=0.999, eps=1e-8))
+    config.eval = ml_collections.ConfigDict(dict(batch_size=256, num_examples=4))
+    config.phantom = ml_collections.ConfigDict(dict(
+        num_train=3000, num_test_normal=500, num_test_abnormal=500, seed=0))
+    return config

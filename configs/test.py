@@ -1,0 +1,22 @@
+"""A tiny config for tests: 32x32 phantom, narrow AE, two epochs (seconds on CPU).
+
+    python -m ae4ad_jax.main --config=configs/test.py --workdir=/tmp/ae4ad_test
+"""
+
+from configs import default
+
+
+def get_config():
+    config = default.get_config()
+    config.image_size = 32
+    config.num_epochs = 2
+    config.batch_size = 32
+    config.eval_every_epochs = 1
+    config.checkpoint_every_epochs = 1
+    config.model.base_width = 8
+    config.model.hidden_width = 64
+    config.eval.batch_size = 64
+    config.phantom.num_train = 300
+    config.phantom.num_test_normal = 150
+    config.phantom.num_test_abnormal = 150
+    return config

@@ -1,0 +1,109 @@
+"""Metrics against scikit-learn, direct loops and a hand-worked case; padded scoring."""
+
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from sklearn import metrics as sk
+
+from ae4ad_jax import evaluate, methods, models
+
+
+def test_image_metrics_equal_sklearn():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 300)
+    scores = rng.random(300) + 0.3 * labels
+    out = evaluate.image_metrics(scores, labels)
+    assert out["auroc"] == sk.roc_auc_score(labels, scores)
+    assert out["ap"] == sk.average_precision_score(labels, scores)
+    assert out["mean_score_normal"] == np.mean(scores[labels == 0])
+    assert 0.5 < out["auroc"] < 1.0
+
+
+def test_pixel_metrics_pool_all_pixels():
+    rng = np.random.default_rng(1)
+    masks = (rng.random((6, 8, 8)) < 0.1).astype(np.uint8)
+    masks[:2] = 0  # normal images: empty masks still count as negatives
+    maps = rng.random((6, 8, 8)) + masks * 0.5
+    out = evaluate.pixel_metrics(maps, masks)
+    assert np.isclose(out["pixel_auroc"], sk.roc_auc_score(masks.ravel(), maps.ravel()))
+    assert np.isclose(out["pixel_ap"], sk.average_precision_score(masks.ravel(), maps.ravel()))
+
+
+def reference_best_dice_loop(preds, targets, n_thresh=200):
+    """The reference's compute_best_dice, one threshold at a time."""
+    preds, targets = np.ravel(preds), np.ravel(targets)
+    step = preds.size // n_thresh
+    thresholds = np.sort(preds)[np.arange(0, preds.size, step)]
+    best = 0.0
+    for t in thresholds:
+        binary = preds > t
+        best = max(best, 2 * np.sum(binary[targets == 1]) / (np.sum(binary) + np.sum(targets)))
+    return best
+
+
+def test_best_dice_reference_rule_matches_loop():
+    rng = np.random.default_rng(2)
+    targets = (rng.random(5000) < 0.05).astype(np.uint8)
+    scores = rng.random(5000) + targets * rng.random(5000)
+    assert np.isclose(evaluate.best_dice_reference(scores, targets),
+                      reference_best_dice_loop(scores, targets))
+
+
+def test_best_dice_exact_is_best_over_every_threshold():
+    rng = np.random.default_rng(3)
+    targets = (rng.random(400) < 0.2).astype(np.uint8)
+    scores = np.round(rng.random(400) + targets * 0.4, 2)  # ties on purpose
+    brute = max(2 * np.sum((scores > t) & (targets == 1)) / (np.sum(scores > t) + targets.sum())
+                for t in np.concatenate([[-1.0], scores]))
+    assert np.isclose(evaluate.best_dice_exact(scores, targets), brute)
+    assert evaluate.best_dice_exact(scores, targets) >= evaluate.best_dice_reference(
+        scores, targets)
+
+
+def test_best_dice_hand_worked():
+    # scores 0.1 0.4 0.35 0.8, positives at 0.35 and 0.8 (P = 2).
+    # t=-inf: all 4 predicted, TP 2 -> 4/6; t=0.1: 3 predicted, TP 2 -> 4/5;
+    # t=0.35: {0.4, 0.8}, TP 1 -> 2/4; t=0.4: {0.8} -> 2/3; t=0.8: none -> 0.
+    scores, targets = np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])
+    np.testing.assert_allclose(
+        evaluate.dice_at_thresholds(scores, targets, np.array([-np.inf, 0.1, 0.35, 0.4, 0.8])),
+        [4 / 6, 4 / 5, 2 / 4, 2 / 3, 0.0])
+    assert np.isclose(evaluate.best_dice_exact(scores, targets), 0.8)
+    # The 200-threshold rule with 4 pixels uses every sorted score: 0.1 is among them.
+    assert np.isclose(evaluate.best_dice_reference(scores, targets), 0.8)
+
+
+def test_score_images_scores_each_image_once_with_padding():
+    model = models.AutoEncoder(latent_size=3, base_width=4, hidden_width=8)
+    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 1)), train=False)
+    stacked = jax.tree_util.tree_map(lambda x: jnp.stack([x, 2 * x]), variables)  # 2 members
+    images = np.random.default_rng(4).integers(0, 256, (11, 32, 32, 1)).astype(np.uint8)
+    out = evaluate.score_images(stacked, jnp.asarray(images), method=methods.METHODS["ae"],
+                                apply_fn=model.apply, batch_size=4, with_maps=True)
+    assert out["score"].shape == (2, 11) and out["map"].shape == (2, 11, 32, 32)
+    x = (images / 255.0 - 0.5) / 0.5
+    for m in range(2):
+        member = jax.tree_util.tree_map(lambda v, m=m: v[m], stacked)
+        recon = model.apply(member, jnp.asarray(x, jnp.float32), train=False)["recon"]
+        expected_map = np.mean((np.asarray(recon) - x) ** 2, axis=-1)
+        np.testing.assert_allclose(out["map"][m], expected_map, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(out["score"][m], expected_map.mean(axis=(1, 2)), rtol=1e-4)
+        np.testing.assert_allclose(out["mse"][m], out["score"][m], rtol=1e-5)
+    assert not np.allclose(out["score"][0], out["score"][1])
+
+
+def test_metrics_row_has_interface_keys():
+    rng = np.random.default_rng(5)
+    labels = np.array([0, 0, 1, 1])
+    masks = np.zeros((4, 4, 4), np.uint8)
+    masks[2:, 1:3, 1:3] = 1
+    maps = rng.random((4, 4, 4))
+    test = {"score": maps.mean((1, 2)), "mse": maps.mean((1, 2)), "map": maps}
+    row = evaluate.compute_metrics(test, np.array([0.5, 0.7]), labels, masks)
+    for key in ("auroc", "ap", "recon_error_train_normal", "recon_error_test_normal",
+                "recon_error_test_abnormal", "pixel_auroc", "pixel_ap", "dice_best",
+                "dice_best_exact", "mean_score_normal", "mean_score_abnormal"):
+        assert key in row
+    assert np.isclose(row["recon_error_train_normal"], 0.6)
+    assert np.isclose(row["recon_error_test_abnormal"], maps[2:].mean())

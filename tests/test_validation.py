@@ -1,0 +1,83 @@
+"""Bad input: a clear message before any compute, exit status 2, nothing lost."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ae4ad_jax import train
+from ae4ad_jax.errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("dataset", "mnist", r"Unknown dataset 'mnist': known datasets are phantom, brats"),
+    ("method", "gan", r"Unknown method 'gan': known methods are ae"),
+    ("latent_size", 0, r"latent_size must be a positive integer, got 0"),
+    ("image_size", 40, r"image_size must be a multiple of 16 .* got 40"),
+    ("batch_size", -1, r"batch_size must be a positive integer"),
+    ("learning_rate", float("nan"), r"learning_rate must be a positive finite number"),
+])
+def test_bad_config_values(test_config, tmp_path, key, value, message):
+    test_config[key] = value
+    with pytest.raises(UserError, match=message):
+        train.train_and_evaluate(test_config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()  # rejected before anything was written
+
+
+def test_pending_real_dataset_says_so(test_config, tmp_path):
+    test_config.dataset = "brats"
+    with pytest.raises(UserError, match=r"'brats' \(BraTS2021\) needs the real-data builders"):
+        train.train_and_evaluate(test_config, str(tmp_path))
+
+
+def test_unwritable_workdir(test_config, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(UserError, match=r"Workdir .*a_file/run cannot be created or written"):
+        train.train_and_evaluate(test_config, str(blocker / "run"))
+    assert blocker.read_text() == "not a folder"
+
+
+def test_eval_only_needs_a_checkpoint(test_config, tmp_path):
+    with pytest.raises(UserError, match=r"Workdir .*missing does not exist"):
+        train.train_and_evaluate(test_config, str(tmp_path / "missing"), eval_only=True)
+    with pytest.raises(UserError, match=r"--eval_only needs a checkpoint"):
+        train.train_and_evaluate(test_config, str(tmp_path), eval_only=True)
+
+
+def test_checkpoint_of_another_config_is_refused(test_config, tmp_path):
+    test_config.num_epochs = 1
+    train.train_and_evaluate(test_config, str(tmp_path))
+    before = sorted(os.listdir(tmp_path / "checkpoints"))
+    saved_config = (tmp_path / "config.json").read_text()
+    test_config.latent_size = 4
+    with pytest.raises(UserError, match=r"holds a run of a different config \(latent_size: "
+                                        r"16 -> 4\)"):
+        train.train_and_evaluate(test_config, str(tmp_path))
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == before
+    assert (tmp_path / "config.json").read_text() == saved_config
+    assert json.loads(saved_config)["latent_size"] == 16
+
+
+def _run_main(*args):
+    return subprocess.run([sys.executable, "-m", "ae4ad_jax.main", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_main_prints_one_paragraph_and_exits_2(tmp_path):
+    result = _run_main("--config=configs/test.py", f"--workdir={tmp_path}",
+                       "--config.latent_size=0")
+    assert result.returncode == 2
+    assert "error: Config key latent_size must be a positive integer, got 0." in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_main_real_config_without_data_exits_2(tmp_path):
+    result = _run_main("--config=configs/rsna.py", f"--workdir={tmp_path}")
+    assert result.returncode == 2
+    assert "'rsna' (RSNA) needs the real-data builders" in result.stderr
+    assert "Traceback" not in result.stderr
