@@ -7,6 +7,7 @@ batch to float there (`to_float`), so host memory and transfers stay 4x smaller.
 
 import dataclasses
 import os
+import shutil
 
 import jax.numpy as jnp
 import numpy as np
@@ -15,19 +16,18 @@ from ae4ad_jax.errors import UserError
 
 _READ_CHUNK = 1024
 
-# Names of the benchmark datasets whose builders are not part of the package yet.
-PENDING_DATASETS = {
-    "brats": "BraTS2021", "rsna": "RSNA", "vin": "VinDr-CXR", "brain": "Brain Tumor",
-    "lag": "LAG", "isic": "ISIC2018", "c16": "Camelyon16",
-}
-DATASETS = ("phantom",) + tuple(PENDING_DATASETS)
+DATASETS = ("phantom", "brats", "rsna", "vin", "brain", "lag", "isic", "c16", "folder")
 
 
 @dataclasses.dataclass(frozen=True)
 class Data:
-    """A dataset in host memory. Images uint8 [N, H, W, C]; masks uint8 {0,1} [N, H, W]."""
+    """A dataset in host memory. Images uint8 [N, H, W, C]; masks uint8 {0,1} [N, H, W].
+
+    `val_images` are normal training images held out by `val_fraction` (possibly none).
+    """
 
     train_images: np.ndarray
+    val_images: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
     test_masks: np.ndarray | None
@@ -40,23 +40,50 @@ class Data:
 def check_dataset_name(name: str) -> None:
     if name not in DATASETS:
         raise UserError(f"Unknown dataset {name!r}: known datasets are {', '.join(DATASETS)}.")
-    if name in PENDING_DATASETS:
-        raise UserError(
-            f"Dataset {name!r} ({PENDING_DATASETS[name]}) needs the real-data builders, which "
-            "are not implemented in this version of ae4ad-jax (see README, 'Real data'). "
-            "Run with --config.dataset=phantom meanwhile.")
+
+
+def raw_root(config) -> str:
+    """The raw folder of a real dataset: `data_dir`, else the reference's default place."""
+    from ae4ad_jax.datasets import real
+
+    if config.data_dir:
+        return os.path.expanduser(config.data_dir)
+    if config.dataset == "folder":
+        raise UserError("Dataset 'folder' needs --config.data_dir=<folder with images/ and "
+                        "data.json> (see README, 'Your own data').")
+    return real.default_root(config.dataset)
 
 
 def create_builder(config):
-    """The TFDS builder for `config.dataset` (nothing is prepared yet)."""
-    from ae4ad_jax.datasets import builders  # tensorflow_datasets is slow to import
+    """The TFDS builder for `config.dataset`; real datasets have their files checked first."""
+    from ae4ad_jax.datasets import builders, real  # tensorflow_datasets is slow to import
 
     check_dataset_name(config.dataset)
-    p = config.phantom
-    builder_config = builders.phantom_config(config.image_size, p.num_train,
-                                             p.num_test_normal, p.num_test_abnormal, p.seed)
-    return builders.Phantom(data_dir=os.path.expanduser(config.tfds_dir),
-                            config=builder_config, file_format="array_record")
+    kwargs = {"data_dir": os.path.expanduser(config.tfds_dir), "file_format": "array_record"}
+    if config.dataset == "phantom":
+        p = config.phantom
+        builder_config = builders.phantom_config(config.image_size, p.num_train,
+                                                 p.num_test_normal, p.num_test_abnormal, p.seed)
+        return builders.Phantom(config=builder_config, **kwargs)
+    root = raw_root(config)
+    splits, has_masks = real.list_dataset(config.dataset, root)
+    builder_config = builders.real_config(config.dataset, config.image_size, config.channels,
+                                          root, splits, has_masks)
+    return builders.MedicalImages(splits=splits, config=builder_config, **kwargs)
+
+
+def split_validation(train_images, fraction, seed):
+    """(train, val): a seeded random `fraction` of the normal training images held out."""
+    if not fraction:
+        return train_images, train_images[:0]
+    order = np.random.default_rng(seed).permutation(len(train_images))
+    num_val = int(round(fraction * len(train_images)))
+    if num_val < 1 or num_val >= len(train_images):
+        raise UserError(f"val_fraction={fraction} leaves {num_val} of {len(train_images)} "
+                        "training images for validation; choose a value that leaves both "
+                        "splits non-empty.")
+    val, train = np.sort(order[:num_val]), np.sort(order[num_val:])
+    return train_images[train], train_images[val]
 
 
 def read_split(source) -> dict[str, np.ndarray]:
@@ -71,13 +98,48 @@ def read_split(source) -> dict[str, np.ndarray]:
     return {key: value[order] for key, value in stacked.items()}
 
 
+def _expected_sizes(builder) -> dict[str, int] | None:
+    splits = getattr(builder, "_splits", None)
+    return None if splits is None else {name: len(items) for name, items in splits.items()}
+
+
+def _readable(builder) -> bool:
+    """Whether a prepared dataset reads back whole: every split's size as listed, first and
+    last examples decodable."""
+    try:
+        source = builder.as_data_source()
+        expected = _expected_sizes(builder)
+        for split, data in source.items():
+            if expected is not None and len(data) != expected.get(split):
+                return False
+            if len(data):
+                data.__getitems__([0, len(data) - 1])
+        return expected is None or set(expected) <= set(source)
+    except Exception:  # any failure to read means: not a complete dataset
+        return False
+
+
+def prepare(config):
+    """The config's builder, prepared once. TFDS writes into an `incomplete.*` folder and
+    renames it when done; a prepared folder that does not read back whole (a copy cut short,
+    a deleted shard) is deleted and rebuilt."""
+    builder = create_builder(config)
+    if builder.data_path.exists() and not _readable(builder):
+        print(f"Prepared data in {builder.data_path} is incomplete; rebuilding it.", flush=True)
+        shutil.rmtree(builder.data_path)
+        builder = create_builder(config)
+    builder.download_and_prepare()
+    return builder
+
+
 def load(config) -> Data:
     """Prepares (once) and reads the dataset named by the config."""
-    builder = create_builder(config)
-    builder.download_and_prepare()
+    builder = prepare(config)
     source = builder.as_data_source()
     train, test = read_split(source["train"]), read_split(source["test"])
-    return Data(train_images=train["image"], test_images=test["image"],
+    train_images, val_images = split_validation(train["image"], config.val_fraction,
+                                                config.seed)
+    return Data(train_images=train_images, val_images=val_images, test_images=test["image"],
                 test_labels=test["label"].astype(np.int32), test_masks=test.get("mask"))
 
 

@@ -8,10 +8,10 @@ Exit status 0 on success; 2 with a one-paragraph message on bad input.
 
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
-from ae4ad_jax import train
+from ae4ad_jax import reporting, train
 from ae4ad_jax.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -25,8 +25,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    if not FLAGS["verbosity"].present:  # keep Orbax's INFO lines out of the progress output
-        logging.set_verbosity(logging.WARNING)
+    reporting.quiet_library_logs()
     try:
         train.train_and_evaluate(FLAGS.config, FLAGS.workdir, eval_only=FLAGS.eval_only)
     except UserError as error:

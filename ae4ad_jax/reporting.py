@@ -21,6 +21,14 @@ SUMMARY_FILE = "summary.json"
 EXAMPLES_FILE = "examples.png"
 
 
+def quiet_library_logs() -> None:
+    """Keeps Orbax's and TFDS's INFO lines out of the progress output (unless -v is given)."""
+    from absl import flags, logging
+
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+
+
 def log(message: str) -> None:
     """A progress line on stdout (library logging stays at absl's level)."""
     print(message, file=sys.stdout, flush=True)

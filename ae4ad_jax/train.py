@@ -171,11 +171,16 @@ def evaluate_members(state, data, device_data, config, method):
                               apply_fn=state.apply_fn, batch_size=config.eval.batch_size)
     test = jax.device_get(score(device_data["test"], with_maps=data.test_masks is not None))
     train = jax.device_get(score(device_data["train"], with_maps=False))
+    val = jax.device_get(score(device_data["val"], with_maps=False)) if len(
+        data.val_images) else None
     rows = []
     for m in range(state.step.shape[0]):
         member_test = {key: value[m] for key, value in test.items()}
-        rows.append(evaluate.compute_metrics(member_test, train["mse"][m], data.test_labels,
-                                             data.test_masks))
+        row = evaluate.compute_metrics(member_test, train["mse"][m], data.test_labels,
+                                       data.test_masks)
+        if val is not None:
+            row["recon_error_val_normal"] = float(val["mse"][m].mean())
+        rows.append(row)
     return rows
 
 
@@ -208,6 +213,7 @@ def _load_for_run(config, workdir, eval_only):
     data = input_pipeline.load(config)
     validation.check_data(data, config)
     device_data = {"train": jax.device_put(data.train_images),
+                   "val": jax.device_put(data.val_images),
                    "test": jax.device_put(data.test_images)}
     return method, data, device_data
 

@@ -42,6 +42,9 @@ def validate_config(config) -> None:
     _require(config.image_size % 16 == 0,
              f"Config key image_size must be a multiple of 16 (the AE halves it four times), "
              f"got {config.image_size}.")
+    fraction = config.val_fraction
+    _require(isinstance(fraction, (int, float)) and 0 <= fraction < 1,
+             f"Config key val_fraction must be in [0, 1), got {fraction!r}.")
     lr = config.learning_rate
     _require(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0,
              f"Config key learning_rate must be a positive finite number, got {lr!r}.")

@@ -20,6 +20,7 @@ def get_config():
     config.image_size = 64
     config.channels = 1
     config.seed = 0
+    config.val_fraction = 0.0  # normal training images held out (0 = the paper's protocol)
 
     config.num_epochs = 20
     config.batch_size = 64

@@ -14,12 +14,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("key,value,message", [
-    ("dataset", "mnist", r"Unknown dataset 'mnist': known datasets are phantom, brats"),
+    ("dataset", "mnist", r"Unknown dataset 'mnist': known datasets are phantom, brats, .*folder"),
     ("method", "gan", r"Unknown method 'gan': known methods are ae"),
     ("latent_size", 0, r"latent_size must be a positive integer, got 0"),
     ("image_size", 40, r"image_size must be a multiple of 16 .* got 40"),
     ("batch_size", -1, r"batch_size must be a positive integer"),
     ("learning_rate", float("nan"), r"learning_rate must be a positive finite number"),
+    ("val_fraction", 1.0, r"val_fraction must be in \[0, 1\), got 1.0"),
 ])
 def test_bad_config_values(test_config, tmp_path, key, value, message):
     test_config[key] = value
@@ -28,10 +29,13 @@ def test_bad_config_values(test_config, tmp_path, key, value, message):
     assert not (tmp_path / "run").exists()  # rejected before anything was written
 
 
-def test_pending_real_dataset_says_so(test_config, tmp_path):
+def test_missing_real_dataset_says_where_to_get_it(test_config, tmp_path):
     test_config.dataset = "brats"
-    with pytest.raises(UserError, match=r"'brats' \(BraTS2021\) needs the real-data builders"):
-        train.train_and_evaluate(test_config, str(tmp_path))
+    test_config.data_dir = str(tmp_path / "nowhere")
+    with pytest.raises(UserError, match=r"Folder .*nowhere of dataset 'brats' does not exist. "
+                                        r"Download BraTS2021 from https://zenodo.org/records/"
+                                        r"12677223, extract it to .*MedIAnomaly-Data/BraTS2021"):
+        train.train_and_evaluate(test_config, str(tmp_path / "run"))
 
 
 def test_unwritable_workdir(test_config, tmp_path):
@@ -77,7 +81,8 @@ def test_main_prints_one_paragraph_and_exits_2(tmp_path):
 
 
 def test_main_real_config_without_data_exits_2(tmp_path):
-    result = _run_main("--config=configs/rsna.py", f"--workdir={tmp_path}")
+    result = _run_main("--config=configs/rsna.py", f"--workdir={tmp_path}",
+                       f"--config.data_dir={tmp_path / 'no_rsna'}")
     assert result.returncode == 2
-    assert "'rsna' (RSNA) needs the real-data builders" in result.stderr
+    assert "no_rsna of dataset 'rsna' does not exist. Download RSNA from" in result.stderr
     assert "Traceback" not in result.stderr

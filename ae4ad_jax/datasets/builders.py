@@ -7,11 +7,14 @@ annotations, `mask` (uint8 {0, 1} [H, W]).
 """
 
 import dataclasses
+import hashlib
+import multiprocessing
+import os
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from ae4ad_jax.datasets import phantom
+from ae4ad_jax.datasets import phantom, real
 
 
 def example_features(image_size: int, channels: int, with_mask: bool):
@@ -70,3 +73,76 @@ class Phantom(tfds.core.GeneratorBasedBuilder):
             for image, mask in zip(images, masks, strict=True):
                 yield index, {"id": index, "image": image, "label": int(abnormal), "mask": mask}
                 index += 1
+
+
+# ----------------------------------------------------------------------------- real data
+
+_PARALLEL_MIN_ITEMS = 256  # below this, decoding in-process beats starting workers
+_CHUNK = 32
+
+
+def _decode_job(job):
+    index, item, image_size, channels, with_mask = job
+    image, mask = real.decode(item, image_size, channels, with_mask)
+    return index, item, image, mask
+
+
+@dataclasses.dataclass
+class RealConfig(tfds.core.BuilderConfig):
+    dataset: str = ""
+    image_size: int = 64
+    channels: int = 1
+    has_masks: bool = False
+
+
+def real_config(dataset, image_size, channels, root, splits, has_masks):
+    """A config whose name changes with the raw folder and its listing, so a prepared
+    dataset is never reused for other files."""
+    digest = hashlib.sha256(os.path.abspath(root).encode())
+    for split in sorted(splits):
+        for item in splits[split]:
+            digest.update(f"{split}|{item.image}|{item.label}|{item.mask}\n".encode())
+    name = (f"{dataset}_s{image_size}_c{channels}{'_masks' if has_masks else ''}_"
+            f"{digest.hexdigest()[:12]}")
+    return RealConfig(name=name, dataset=dataset, image_size=image_size, channels=channels,
+                      has_masks=has_masks)
+
+
+class MedicalImages(tfds.core.GeneratorBasedBuilder):
+    """A real dataset (see `datasets/real.py`), decoded in parallel across cores."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def __init__(self, *, splits, **kwargs):
+        self._splits = splits
+        super().__init__(**kwargs)
+
+    def _info(self):
+        cfg = self.builder_config
+        return tfds.core.DatasetInfo(
+            builder=self, description=f"{cfg.dataset} preprocessed as the reference does.",
+            features=example_features(cfg.image_size, cfg.channels, cfg.has_masks))
+
+    def _split_generators(self, dl_manager):
+        del dl_manager
+        return {split: self._generate_examples(items) for split, items in self._splits.items()}
+
+    def _generate_examples(self, items):
+        cfg = self.builder_config
+        jobs = [(i, item, cfg.image_size, cfg.channels, cfg.has_masks)
+                for i, item in enumerate(items)]
+        workers = min(os.cpu_count() or 1, 16)
+        if len(jobs) < _PARALLEL_MIN_ITEMS or workers == 1:
+            results = map(_decode_job, jobs)
+            yield from self._examples(results)
+            return
+        # spawn, not fork: the parent may already run JAX's threads.
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            yield from self._examples(pool.imap(_decode_job, jobs, chunksize=_CHUNK))
+
+    def _examples(self, results):
+        for index, item, image, mask in results:
+            example = {"id": index, "image": image, "label": item.label}
+            if mask is not None:
+                example["mask"] = mask
+            yield index, example
