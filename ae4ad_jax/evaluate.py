@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn import metrics as sk_metrics
 
-from ae4ad_jax import methods
+from ae4ad_jax import ensemble, methods
 from ae4ad_jax.input_pipeline import to_float
 
 DICE_THRESHOLDS = 200  # the reference's compute_best_dice(n_thresh=200)
@@ -22,9 +22,10 @@ DICE_THRESHOLDS = 200  # the reference's compute_best_dice(n_thresh=200)
 # ----------------------------------------------------------------------------- device
 
 
-def _score_batch(method, apply_fn, variables, images, with_maps):
+def _score_batch(method, apply_fn, member, images, with_maps):
     """Scores one batch for one member: dict of [B] (and [B, H, W]) arrays."""
-    outputs = apply_fn(variables, images, train=False)
+    outputs = apply_fn(member["variables"], images, train=False,
+                       latent_mask=member["latent_mask"])
     maps = method.score_map(outputs, images)
     result = {"score": jnp.mean(maps, axis=(1, 2)),
               "mse": methods.per_image_mse(outputs["recon"], images)}
@@ -33,11 +34,13 @@ def _score_batch(method, apply_fn, variables, images, with_maps):
     return result
 
 
-@functools.partial(jax.jit, static_argnames=("method", "apply_fn", "batch_size", "with_maps"))
-def score_images(variables, images, *, method, apply_fn, batch_size, with_maps):
+@functools.partial(jax.jit, static_argnames=("method", "apply_fn", "batch_size", "with_maps",
+                                             "lowering"))
+def score_images(members, images, *, method, apply_fn, batch_size, with_maps, lowering="vmap"):
     """Scores every image with every member in one device call.
 
-    `variables` have a leading member axis M; `images` are uint8 [N, H, W, C].
+    `members` ({"variables", "latent_mask"}) have a leading member axis M, lifted
+    by `lowering` ("vmap" or "unroll"); `images` are uint8 [N, H, W, C].
     The last batch is padded and the padding cut off, so each image is scored
     exactly once. Returns arrays of shape [M, N] (maps [M, N, H, W]).
     """
@@ -47,8 +50,12 @@ def score_images(variables, images, *, method, apply_fn, batch_size, with_maps):
     batches = padded.reshape((num_batches, batch_size) + images.shape[1:])
 
     def one_batch(batch):
-        score = functools.partial(_score_batch, method, apply_fn, with_maps=with_maps)
-        return jax.vmap(score, in_axes=(0, None))(variables, to_float(batch))
+        x = to_float(batch)
+
+        def score(member):
+            return _score_batch(method, apply_fn, member, x, with_maps)
+
+        return ensemble.over_members(score, lowering)(members)
 
     out = jax.lax.map(one_batch, batches)  # leaves [num_batches, M, B, ...]
     return jax.tree_util.tree_map(

@@ -34,12 +34,13 @@ def ae_loss(outputs, images, weights, rng):
     return loss, {}
 
 
-def create_autoencoder(config, axis_name=None) -> models.AutoEncoder:
+def create_autoencoder(config, latent_size=None, axis_name=None) -> models.AutoEncoder:
     m = config.model
     return models.AutoEncoder(
-        latent_size=config.latent_size, channels=config.channels, base_width=m.base_width,
-        expansion=m.expansion, hidden_width=m.hidden_width, encoder_depth=m.encoder_depth,
-        decoder_depth=m.decoder_depth, spatial=m.spatial, axis_name=axis_name)
+        latent_size=latent_size or config.latent_size, channels=config.channels,
+        base_width=m.base_width, expansion=m.expansion, hidden_width=m.hidden_width,
+        encoder_depth=m.encoder_depth, decoder_depth=m.decoder_depth, spatial=m.spatial,
+        axis_name=axis_name)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -174,7 +174,12 @@ class ConvBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """Fully connected (or 1x1-conv, `spatial`) bottleneck; returns (features, z)."""
+    """Fully connected (or 1x1-conv, `spatial`) bottleneck; returns (features, z).
+
+    `latent_mask` ([d], 1 for active units) zeroes latent units: an ensemble of
+    mixed latent sizes shares one width max(d) and each member masks the units
+    beyond its own d, which then carry exactly zero and receive zero gradients.
+    """
 
     latent_size: int
     hidden_width: int = 1024
@@ -182,19 +187,52 @@ class Bottleneck(nn.Module):
     axis_name: str | None = None
 
     @nn.compact
-    def __call__(self, x, train: bool, mask=None):  # x: [B, h, w, C]
+    def __call__(self, x, train: bool, mask=None, latent_mask=None):  # x: [B, h, w, C]
         shape = x.shape
         if self.spatial:
-            def layer(f):
-                return Conv(f, 1)
+            def layer(f, name):
+                return Conv(f, 1, name=name)
         else:
             x = x.reshape(shape[0], -1)
-            layer = Dense
-        h = nn.relu(BatchNorm(self.axis_name)(layer(self.hidden_width)(x), train, mask))
-        z = layer(self.latent_size)(h)
-        h = nn.relu(BatchNorm(self.axis_name)(layer(self.hidden_width)(z), train, mask))
-        out = layer(shape[-1] if self.spatial else x.shape[-1])(h)
+
+            def layer(f, name):
+                return Dense(f, name=name)
+        h = nn.relu(BatchNorm(self.axis_name)(layer(self.hidden_width, "encode_hidden")(x),
+                                              train, mask))
+        z = layer(self.latent_size, LATENT_OUT)(h)
+        if latent_mask is not None:
+            z = z * latent_mask
+        h = nn.relu(BatchNorm(self.axis_name)(layer(self.hidden_width, LATENT_IN)(z),
+                                              train, mask))
+        out = layer(shape[-1] if self.spatial else x.shape[-1], "decode_features")(h)
         return out.reshape(shape), z
+
+
+LATENT_OUT, LATENT_IN = "to_latent", "from_latent"  # the layers whose shapes depend on d
+
+
+def resize_latent(tree, size: int):
+    """Pads with zeros (or cuts) the latent axis of a params-shaped tree to `size`.
+
+    Works on params and on anything with their structure (Adam moments): the
+    output axis of `to_latent` and the input axis of `from_latent`'s kernel.
+    """
+
+    def fit(path, leaf):
+        names = [getattr(key, "key", None) for key in path]
+        if LATENT_OUT in names:
+            axis = leaf.ndim - 1
+        elif LATENT_IN in names and names[-1] == "kernel":
+            axis = leaf.ndim - 2
+        else:
+            return leaf
+        if leaf.shape[axis] >= size:
+            return jax.lax.slice_in_dim(leaf, 0, size, axis=axis)
+        widths = [(0, 0)] * leaf.ndim
+        widths[axis] = (0, size - leaf.shape[axis])
+        return jnp.pad(leaf, widths)
+
+    return jax.tree_util.tree_map_with_path(fit, tree)
 
 
 class AutoEncoder(nn.Module):
@@ -211,14 +249,14 @@ class AutoEncoder(nn.Module):
     axis_name: str | None = None
 
     @nn.compact
-    def __call__(self, x, train: bool, mask=None) -> dict[str, Any]:
+    def __call__(self, x, train: bool, mask=None, latent_mask=None) -> dict[str, Any]:
         width = self.base_width * self.expansion
         enc_widths = (width, 2 * width, 4 * width, 4 * width)
         dec_widths = (4 * width, 2 * width, width, self.channels)
         for features in enc_widths:
             x = ConvBlock(features, self.encoder_depth, axis_name=self.axis_name)(x, train, mask)
         x, z = Bottleneck(self.latent_size, self.hidden_width, self.spatial,
-                          self.axis_name)(x, train, mask)
+                          self.axis_name)(x, train, mask, latent_mask)
         for i, features in enumerate(dec_widths):
             x = ConvBlock(features, self.decoder_depth, upsample=True, last=i == 3,
                           axis_name=self.axis_name)(x, train, mask)

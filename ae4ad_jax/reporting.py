@@ -13,7 +13,7 @@ import sys
 import jax
 import numpy as np
 
-from ae4ad_jax import input_pipeline
+from ae4ad_jax import ensemble, input_pipeline
 from ae4ad_jax.models import count_params
 
 METRICS_FILE = "metrics.jsonl"
@@ -95,10 +95,10 @@ def write_examples(workdir, state, data, config, method):
     import matplotlib.pyplot as plt
 
     indices = _example_indices(data.test_labels, config.eval.num_examples)
-    variables = jax.tree_util.tree_map(lambda x: x[0], {"params": state.params,
-                                                         "batch_stats": state.batch_stats})
+    first = ensemble.member(state, 0)
     images = input_pipeline.to_float(data.test_images[indices])
-    outputs = state.apply_fn(variables, images, train=False)
+    outputs = state.apply_fn({"params": first.params, "batch_stats": first.batch_stats}, images,
+                             train=False, latent_mask=first.latent_mask)
     maps = np.asarray(method.score_map(outputs, images))
     recon = np.asarray(outputs["recon"])
     rows = [("input", np.asarray(images)), ("reconstruction", recon), ("anomaly map", maps)]

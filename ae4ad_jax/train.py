@@ -1,13 +1,12 @@
 """Training and evaluation: the train state, the pure steps and the driver.
 
 Every run trains an ensemble of M members (M = 1 for a single model) whose
-train state carries a leading member axis; the per-member step is written for
-one model and lifted with `jax.vmap`. An epoch is one jit-compiled call: a
-per-member permutation of the device-resident uint8 train set, then a
-`lax.scan` over its batches. The last partial batch is kept, padded to the
-batch size with zero-weight rows that enter neither the loss nor the
-BatchNorm statistics, so every step has one shape and the result equals
-training on the unpadded batch.
+train state carries a leading member axis (`ensemble.py`); the per-member
+step is written for one model and lifted over members. Each epoch draws a
+per-member permutation of the device-resident uint8 train set. The last
+partial batch is kept, padded to the batch size with zero-weight rows that
+enter neither the loss nor the BatchNorm statistics, so every step has one
+shape and the result equals training on the unpadded batch.
 """
 
 import functools
@@ -21,7 +20,15 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from ae4ad_jax import checkpointing, evaluate, input_pipeline, reporting, validation
+from ae4ad_jax import (
+    checkpointing,
+    ensemble,
+    evaluate,
+    input_pipeline,
+    models,
+    reporting,
+    validation,
+)
 from ae4ad_jax.errors import UserError
 from ae4ad_jax.methods import METHODS
 
@@ -31,6 +38,7 @@ DATA_STREAM, STEP_STREAM = 0, 1  # independent random streams derived from a mem
 class TrainState(train_state.TrainState):
     batch_stats: Any
     rng: jax.Array  # the member's raw uint32[2] key
+    latent_mask: jax.Array  # [max(d)]: 1 for the member's own latent units
 
 
 def create_optimizer(config) -> optax.GradientTransformation:
@@ -38,19 +46,31 @@ def create_optimizer(config) -> optax.GradientTransformation:
     return optax.adam(config.learning_rate, b1=o.b1, b2=o.b2, eps=o.eps)
 
 
-def create_train_state(config, model, seeds) -> TrainState:
-    """One member per seed, stacked along a leading axis."""
-    shape = (1, config.image_size, config.image_size, config.channels)
-    tx = create_optimizer(config)
-
-    def init_member(key):
+@functools.cache
+def _init_fn(model, shape):
+    def init(key):
         init_key, state_key = jax.random.split(key)
         variables = model.init(init_key, jnp.zeros(shape, jnp.float32), train=False)
-        return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
-                                 batch_stats=variables["batch_stats"], rng=state_key)
+        return variables["params"], variables["batch_stats"], state_key
 
-    keys = jnp.stack([jax.random.PRNGKey(seed) for seed in seeds])
-    return jax.jit(jax.vmap(init_member))(keys)
+    return jax.jit(init)
+
+
+def create_train_state(config, method, members) -> TrainState:
+    """All members stacked along a leading axis; each initialised as a standalone model."""
+    width = max(m["latent_size"] for m in members)
+    model = method.create_model(config, latent_size=width)
+    tx = create_optimizer(config)
+    shape = (1, config.image_size, config.image_size, config.channels)
+    states = []
+    for m in members:
+        standalone = method.create_model(config, latent_size=m["latent_size"])
+        params, batch_stats, key = _init_fn(standalone, shape)(jax.random.PRNGKey(m["seed"]))
+        states.append(TrainState.create(
+            apply_fn=model.apply, params=models.resize_latent(params, width), tx=tx,
+            batch_stats=batch_stats, rng=key,
+            latent_mask=ensemble.latent_mask(m["latent_size"], width)))
+    return ensemble.stack(states)
 
 
 def train_step(state: TrainState, images, weights, rng, *, method, axis_name=None):
@@ -59,6 +79,7 @@ def train_step(state: TrainState, images, weights, rng, *, method, axis_name=Non
     def loss_fn(params):
         variables = {"params": params, "batch_stats": state.batch_stats}
         outputs, updates = state.apply_fn(variables, images, train=True, mask=weights,
+                                          latent_mask=state.latent_mask,
                                           mutable=["batch_stats"])
         loss, aux = method.loss(outputs, images, weights, rng)
         return loss, (updates["batch_stats"], aux)
@@ -80,40 +101,6 @@ def epoch_batches(rng, epoch, num_images, batch_size):
     return indices.reshape(steps, batch_size), weights.reshape(steps, batch_size)
 
 
-def resolve_backend_choices(config) -> tuple[str, str]:
-    """(member lowering, epoch loop) for this backend; "auto" picks the fast one.
-
-    XLA:CPU runs convolutions inside a while loop (`lax.scan`, `lax.map`) tens
-    of times slower than outside one, and vmapped convolutions become slow
-    grouped convolutions. So on CPU members are unrolled in the program and
-    the epoch is a host loop of jitted steps (asynchronous dispatch, data on
-    the device, no host round trip); on GPU/TPU members are vmapped and the
-    epoch is one `lax.scan`. All choices compute the same function.
-    """
-    cpu = jax.default_backend() == "cpu"
-    lowering = config.member_lowering
-    loop = config.epoch_loop
-    if lowering == "auto":
-        lowering = "unroll" if cpu else "vmap"
-    if loop == "auto":
-        loop = "host" if cpu else "scan"
-    return lowering, loop
-
-
-def over_members(fn, lowering: str):
-    """Lifts `fn` (every argument with a leading member axis) over that axis."""
-    if lowering == "vmap":
-        return jax.vmap(fn)
-
-    def unrolled(*args):
-        num_members = jax.tree_util.tree_leaves(args)[0].shape[0]
-        outs = [fn(*jax.tree_util.tree_map(lambda x, m=m: x[m], args))
-                for m in range(num_members)]
-        return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *outs)
-
-    return unrolled
-
-
 def plan_epoch(state, epoch, num_images, batch_size):
     """Every member's batches for one epoch: indices and weights [M, steps, B]."""
     data_keys = jax.vmap(jax.random.fold_in, (0, None))(state.rng, DATA_STREAM)
@@ -126,7 +113,7 @@ def ensemble_step(state, train_images, indices, weights, *, method, lowering):
     images = input_pipeline.to_float(train_images[indices])  # [M, B, H, W, C]
     step_keys = jax.vmap(lambda key, step: jax.random.fold_in(
         jax.random.fold_in(key, STEP_STREAM), step))(state.rng, state.step)
-    step_fn = over_members(functools.partial(train_step, method=method), lowering)
+    step_fn = ensemble.over_members(functools.partial(train_step, method=method), lowering)
     return step_fn(state, images, weights, step_keys)
 
 
@@ -152,6 +139,12 @@ def _train_batch(state, train_images, indices, weights, t, *, method, lowering):
 
 def train_epoch(state, train_images, epoch, *, method, batch_size, lowering, loop):
     """One epoch for all members: the new state and per-step metrics [steps, M]."""
+    if lowering == "host":  # each member as an ensemble of one, one after another
+        results = [train_epoch(ensemble.member(state, m, keep_axis=True), train_images, epoch,
+                               method=method, batch_size=batch_size, lowering="unroll",
+                               loop=loop) for m in range(state.step.shape[0])]
+        return (ensemble.concatenate([r[0] for r in results]),
+                ensemble.concatenate([r[1] for r in results], axis=1))
     if loop == "scan":
         return _train_epoch_scan(state, train_images, epoch, method=method,
                                  batch_size=batch_size, lowering=lowering)
@@ -164,20 +157,31 @@ def train_epoch(state, train_images, epoch, *, method, batch_size, lowering, loo
     return state, jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *step_metrics)
 
 
-def evaluate_members(state, data, device_data, config, method):
-    """Scores train and test splits with every member; one metrics row per member."""
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
-    score = functools.partial(evaluate.score_images, variables, method=method,
-                              apply_fn=state.apply_fn, batch_size=config.eval.batch_size)
+def score_members(state, images, *, config, method, lowering, with_maps=False):
+    """Every member's scores of `images` (device uint8): arrays [M, N] (maps [M, N, H, W])."""
+    if lowering == "host":
+        return ensemble.concatenate([
+            score_members(ensemble.member(state, m, keep_axis=True), images, config=config,
+                          method=method, lowering="unroll", with_maps=with_maps)
+            for m in range(state.step.shape[0])])
+    members = {"variables": {"params": state.params, "batch_stats": state.batch_stats},
+               "latent_mask": state.latent_mask}
+    return evaluate.score_images(members, images, method=method, apply_fn=state.apply_fn,
+                                 batch_size=config.eval.batch_size, with_maps=with_maps,
+                                 lowering=lowering)
+
+
+def evaluate_members(state, data, device_data, config, method, lowering):
+    """Scores train, val and test splits with every member; one metrics row per member."""
+    score = functools.partial(score_members, state, config=config, method=method,
+                              lowering=lowering)
     test = jax.device_get(score(device_data["test"], with_maps=data.test_masks is not None))
-    train = jax.device_get(score(device_data["train"], with_maps=False))
-    val = jax.device_get(score(device_data["val"], with_maps=False)) if len(
-        data.val_images) else None
+    train = jax.device_get(score(device_data["train"]))
+    val = jax.device_get(score(device_data["val"])) if len(data.val_images) else None
     rows = []
     for m in range(state.step.shape[0]):
-        member_test = {key: value[m] for key, value in test.items()}
-        row = evaluate.compute_metrics(member_test, train["mse"][m], data.test_labels,
-                                       data.test_masks)
+        row = evaluate.compute_metrics(ensemble.member(test, m), train["mse"][m],
+                                       data.test_labels, data.test_masks)
         if val is not None:
             row["recon_error_val_normal"] = float(val["mse"][m].mean())
         rows.append(row)
@@ -226,16 +230,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     """
     start_time = time.time()
     method, data, device_data = _load_for_run(config, workdir, eval_only)
-    members = [{"latent_size": config.latent_size, "seed": config.seed}]
-    model = method.create_model(config)
-    state = create_train_state(config, model, [m["seed"] for m in members])
+    members = ensemble.members_from_config(config)
+    state = create_train_state(config, method, members)
     manager = checkpointing.create_manager(workdir, config)
     state, start_epoch = checkpointing.restore_or_keep(manager, state, workdir)
     if eval_only and start_epoch == 0:
         raise UserError(f"--eval_only needs a checkpoint, and {workdir}/checkpoints has none.")
     writer = reporting.Writer(workdir, members, start_epoch)
     steps_per_epoch = -(-data.train_images.shape[0] // config.batch_size)
-    lowering, loop = resolve_backend_choices(config)
+    lowering, loop = ensemble.resolve_backend_choices(config)
     last_saved, rows = start_epoch, None
     for epoch in range(start_epoch + 1, 1 if eval_only else config.num_epochs + 1):
         epoch_start = time.time()
@@ -249,7 +252,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                            data.train_images.shape[0] * len(members) / seconds)
         rows = None
         if _is_eval_epoch(epoch, config):
-            rows = evaluate_members(state, data, device_data, config, method)
+            rows = evaluate_members(state, data, device_data, config, method, lowering)
             writer.write_eval(epoch, rows)
         if _is_checkpoint_epoch(epoch, config):
             checkpointing.save(manager, epoch, state)
@@ -257,7 +260,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     manager.wait_until_finished()
     if rows is None:
         reporting.log(f"Evaluating the checkpoint of epoch {last_saved}.")
-        rows = evaluate_members(state, data, device_data, config, method)
+        rows = evaluate_members(state, data, device_data, config, method, lowering)
     reporting.write_examples(workdir, state, data, config, method)
     summary = reporting.write_summary(workdir, config, members, rows, state,
                                       time.time() - start_time)

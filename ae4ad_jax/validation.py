@@ -5,7 +5,7 @@ import math
 import os
 import tempfile
 
-from ae4ad_jax import input_pipeline
+from ae4ad_jax import ensemble, input_pipeline
 from ae4ad_jax.errors import UserError
 from ae4ad_jax.methods import METHODS
 
@@ -42,6 +42,19 @@ def validate_config(config) -> None:
     _require(config.image_size % 16 == 0,
              f"Config key image_size must be a multiple of 16 (the AE halves it four times), "
              f"got {config.image_size}.")
+    for key in ("latent_sizes", "seeds"):
+        values = tuple(config[key])
+        _require(all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+                 and len(set(values)) == len(values),
+                 f"Config key {key} must be a tuple of distinct integers, got {values!r}.")
+    _require(all(d >= 1 for d in config.latent_sizes),
+             f"Config key latent_sizes must hold positive integers, got {config.latent_sizes}.")
+    _require(config.member_lowering in ensemble.LOWERINGS,
+             f"Config key member_lowering must be one of {ensemble.LOWERINGS}, "
+             f"got {config.member_lowering!r}.")
+    _require(config.epoch_loop in ensemble.EPOCH_LOOPS,
+             f"Config key epoch_loop must be one of {ensemble.EPOCH_LOOPS}, "
+             f"got {config.epoch_loop!r}.")
     fraction = config.val_fraction
     _require(isinstance(fraction, (int, float)) and 0 <= fraction < 1,
              f"Config key val_fraction must be in [0, 1), got {fraction!r}.")

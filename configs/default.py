@@ -17,6 +17,10 @@ def get_config():
     config.tfds_dir = "~/tensorflow_datasets"  # where prepared datasets are written
     config.method = "ae"
     config.latent_size = 16
+    # An ensemble trained together: every (latent size, seed) pair is a member.
+    # Empty tuples mean the single member (latent_size, seed).
+    config.latent_sizes = ()
+    config.seeds = ()
     config.image_size = 64
     config.channels = 1
     config.seed = 0
@@ -28,7 +32,7 @@ def get_config():
     config.eval_every_epochs = 25  # also evaluated after epoch 1 and the last epoch
     config.checkpoint_every_epochs = 5  # also saved at every evaluation
     # How members and steps are compiled (train.resolve_backend_choices); same results.
-    config.member_lowering = "auto"  # "vmap" | "unroll"
+    config.member_lowering = "auto"  # "vmap" | "unroll" | "host"
     config.epoch_loop = "auto"  # "scan" | "host"
 
     config.model = ml_collections.ConfigDict(dict(

@@ -104,10 +104,10 @@ def test_initialisation_matches_pytorch_defaults():
     up = params["ConvBlock_5"]["ConvTranspose_0"]["kernel"]  # 64 -> 32: torch fan_in 32*4*4
     assert up.shape == (4, 4, 64, 32)
     assert _bound_used(up, 1 / np.sqrt(32 * 16))
-    dense = params["Bottleneck_0"]["Dense_1"]["Dense_0"]  # 1024 -> 16
+    dense = params["Bottleneck_0"]["to_latent"]["Dense_0"]  # 1024 -> 16
     assert _bound_used(dense["kernel"], 1 / np.sqrt(1024))
     assert _bound_used(dense["bias"], 1 / np.sqrt(1024))
-    dense = params["Bottleneck_0"]["Dense_2"]["Dense_0"]  # 16 -> 1024
+    dense = params["Bottleneck_0"]["from_latent"]["Dense_0"]  # 16 -> 1024
     assert _bound_used(dense["bias"], 1 / np.sqrt(16))
     bn = params["Bottleneck_0"]["BatchNorm_0"]
     assert np.all(bn["scale"] == 1) and np.all(bn["bias"] == 0)
@@ -145,3 +145,19 @@ def test_batchnorm_mask_ignores_padding_rows():
     for key in ("mean", "var"):
         np.testing.assert_allclose(stats_pad["batch_stats"][key], stats["batch_stats"][key],
                                    rtol=1e-5, atol=1e-6)
+
+
+def test_resize_latent_pads_and_cuts_only_latent_axes():
+    model = models.AutoEncoder(latent_size=3, base_width=4, hidden_width=8)
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 1)), train=False)["params"]
+    padded = models.resize_latent(params, 5)
+    bottleneck = padded["Bottleneck_0"]
+    assert bottleneck["to_latent"]["Dense_0"]["kernel"].shape == (8, 5)
+    assert bottleneck["to_latent"]["Dense_0"]["bias"].shape == (5,)
+    assert bottleneck["from_latent"]["Dense_0"]["kernel"].shape == (5, 8)
+    assert bottleneck["from_latent"]["Dense_0"]["bias"].shape == (8,)
+    assert np.all(bottleneck["from_latent"]["Dense_0"]["kernel"][3:] == 0)
+    back = models.resize_latent(padded, 3)
+    for a, b in zip(jax.tree_util.tree_leaves(back), jax.tree_util.tree_leaves(params),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)

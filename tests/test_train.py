@@ -16,8 +16,8 @@ from ae4ad_jax.errors import UserError
 
 def _setup(config, seeds=(0,)):
     method = methods.METHODS["ae"]
-    model = method.create_model(config)
-    return method, train.create_train_state(config, model, list(seeds))
+    members = [{"latent_size": config.latent_size, "seed": seed} for seed in seeds]
+    return method, train.create_train_state(config, method, members)
 
 
 def _member(state, m=0):
@@ -69,7 +69,8 @@ def test_epoch_covers_every_image_once_per_member():
     assert not np.array_equal(indices, other)  # a new order each epoch
 
 
-@pytest.mark.parametrize("lowering,loop", [("unroll", "scan"), ("vmap", "host")])
+@pytest.mark.parametrize("lowering,loop", [("unroll", "scan"), ("vmap", "host"),
+                                           ("host", "host")])
 def test_lowerings_compute_the_same_epoch(test_config, lowering, loop):
     method, state = _setup(test_config, seeds=(0, 1))
     state = _with_sgd(state, 0.1)

@@ -1,0 +1,101 @@
+"""Ensembles: a mixed-size member is the standalone model of its size; members are independent."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ae4ad_jax import ensemble, methods, models, train
+
+METHOD = methods.METHODS["ae"]
+
+
+def _state(config, members):
+    return train.create_train_state(config, METHOD, [
+        {"latent_size": d, "seed": s} for d, s in members])
+
+
+def _epoch(state, images, epoch=1, lowering="host"):
+    return train.train_epoch(state, images, epoch, method=METHOD, batch_size=32,
+                             lowering=lowering, loop="host")
+
+
+@pytest.fixture(scope="module")
+def images():
+    return jnp.asarray(np.random.default_rng(0).integers(0, 256, (100, 32, 32, 1)), jnp.uint8)
+
+
+def test_members_from_config(test_config):
+    assert ensemble.members_from_config(test_config) == [{"latent_size": 16, "seed": 0}]
+    test_config.latent_sizes, test_config.seeds = (1, 4), (0, 7)
+    assert ensemble.members_from_config(test_config) == [
+        {"latent_size": 1, "seed": 0}, {"latent_size": 1, "seed": 7},
+        {"latent_size": 4, "seed": 0}, {"latent_size": 4, "seed": 7}]
+
+
+def test_padded_latent_weights_stay_exactly_zero(test_config, images):
+    state = _state(test_config, [(2, 0), (5, 1)])
+    for epoch in (1, 2):
+        state, _ = _epoch(state, images, epoch, lowering="vmap")
+    small = ensemble.member(state, 0)
+    bottleneck = small.params["Bottleneck_0"]
+    assert np.all(bottleneck["to_latent"]["Dense_0"]["kernel"][:, 2:] == 0)
+    assert np.all(bottleneck["to_latent"]["Dense_0"]["bias"][2:] == 0)
+    assert np.all(bottleneck["from_latent"]["Dense_0"]["kernel"][2:] == 0)
+    assert np.any(bottleneck["from_latent"]["Dense_0"]["kernel"][:2] != 0)
+    mu = small.opt_state[0].mu["Bottleneck_0"]["from_latent"]["Dense_0"]["kernel"]
+    assert np.all(mu[2:] == 0) and np.any(mu[:2] != 0)
+    np.testing.assert_array_equal(small.latent_mask, [1, 1, 0, 0, 0])
+
+
+def test_mixed_size_member_equals_standalone_model(test_config, images):
+    mixed = _state(test_config, [(2, 3), (6, 4)])
+    alone = _state(test_config, [(2, 3)])
+    # The same initial weights: the member is initialised as the standalone model (fan-in 2).
+    cut = models.resize_latent(ensemble.member(mixed, 0).params, 2)
+    for a, b in zip(jax.tree_util.tree_leaves(cut),
+                    jax.tree_util.tree_leaves(ensemble.member(alone, 0).params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    bias = ensemble.member(alone, 0).params["Bottleneck_0"]["from_latent"]["Dense_0"]["bias"]
+    assert np.abs(bias).max() > 0.5  # U(-1/sqrt(2), 1/sqrt(2)), not fan-in 6
+    losses_mixed, losses_alone = [], []
+    for epoch in (1, 2):  # 8 steps on the same batches (same seed, same permutations)
+        mixed, metrics_mixed = _epoch(mixed, images, epoch)
+        alone, metrics_alone = _epoch(alone, images, epoch)
+        losses_mixed.append(metrics_mixed["loss"][:, 0])
+        losses_alone.append(metrics_alone["loss"][:, 0])
+    np.testing.assert_allclose(np.concatenate(losses_mixed), np.concatenate(losses_alone),
+                               rtol=1e-4)
+    x = jnp.asarray(images[:8], jnp.float32) / 127.5 - 1
+    outputs = []
+    for state in (ensemble.member(mixed, 0), ensemble.member(alone, 0)):
+        outputs.append(state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
+                                      x, train=False, latent_mask=state.latent_mask))
+    np.testing.assert_allclose(outputs[0]["recon"], outputs[1]["recon"], atol=2e-3)
+    np.testing.assert_allclose(outputs[0]["z"][:, :2], outputs[1]["z"], atol=2e-3)
+    assert np.all(outputs[0]["z"][:, 2:] == 0)
+
+
+def test_members_train_independently(test_config, images):
+    first = _state(test_config, [(4, 0), (4, 1)])
+    second = _state(test_config, [(4, 0), (4, 2)])
+    first, metrics_first = _epoch(first, images)
+    second, metrics_second = _epoch(second, images)
+    np.testing.assert_array_equal(metrics_first["loss"][:, 0], metrics_second["loss"][:, 0])
+    for a, b in zip(jax.tree_util.tree_leaves(ensemble.member(first, 0).params),
+                    jax.tree_util.tree_leaves(ensemble.member(second, 0).params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(metrics_first["loss"][:, 1], metrics_second["loss"][:, 1])
+
+
+def test_ensemble_run_reports_every_member(test_config, tmp_path):
+    test_config.latent_sizes, test_config.seeds = (2, 8), (0, 1)
+    test_config.num_epochs = 1
+    summary = train.train_and_evaluate(test_config, str(tmp_path))
+    members = [(row["latent_size"], row["seed"]) for row in summary["metrics"]]
+    assert members == [(2, 0), (2, 1), (8, 0), (8, 1)]
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [(r["latent_size"], r["seed"]) for r in rows] == members
+    assert len({r["auroc"] for r in rows}) == 4
