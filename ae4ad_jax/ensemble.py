@@ -8,6 +8,7 @@ masks the units beyond its d, so it computes the same function and follows the
 same training as that standalone model (tests/test_ensemble.py).
 """
 
+import dataclasses
 import itertools
 
 import jax
@@ -28,6 +29,31 @@ def members_from_config(config) -> list[dict]:
 def latent_mask(latent_size: int, width: int):
     """[width] float: 1 for the member's own latent units, 0 for the padding."""
     return (jnp.arange(width) < latent_size).astype(jnp.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    lowering: str  # "vmap" | "unroll" | "host"
+    loop: str  # "scan" | "host"
+    chunk: int  # members per program (0: all)
+
+
+def plan_execution(config, num_members, member_bytes_fn) -> Plan:
+    """How this run executes its members, from the config and the backend."""
+    lowering, loop = resolve_backend_choices(config)
+    chunk = config.member_chunk_size
+    if chunk == 0 and lowering != "host":
+        chunk = auto_chunk_size(num_members, member_bytes_fn)
+    return Plan(lowering, loop, chunk)
+
+
+def auto_chunk_size(num_members, member_bytes_fn, fraction=0.7) -> int:
+    """Members per program that fit in `fraction` of the device's memory (all if unknown)."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    limit = stats.get("bytes_limit")
+    if not limit:
+        return num_members
+    return max(1, min(num_members, int(fraction * limit) // max(member_bytes_fn(), 1)))
 
 
 def resolve_backend_choices(config) -> tuple[str, str]:
@@ -68,6 +94,13 @@ def member(tree, m: int, keep_axis: bool = False):
     """Member m of a stacked tree (with a member axis of 1 when `keep_axis`)."""
     index = slice(m, m + 1) if keep_axis else m
     return jax.tree_util.tree_map(lambda x: x[index], tree)
+
+
+def chunks(tree, size: int):
+    """Consecutive groups of `size` members (the last may be smaller)."""
+    num_members = jax.tree_util.tree_leaves(tree)[0].shape[0]
+    for start in range(0, num_members, size):
+        yield jax.tree_util.tree_map(lambda x, s=start: x[s:s + size], tree)
 
 
 def stack(trees):

@@ -26,6 +26,7 @@ from ae4ad_jax import (
     evaluate,
     input_pipeline,
     models,
+    report,
     reporting,
     validation,
 )
@@ -137,12 +138,18 @@ def _train_batch(state, train_images, indices, weights, t, *, method, lowering):
                          lowering=lowering)
 
 
-def train_epoch(state, train_images, epoch, *, method, batch_size, lowering, loop):
-    """One epoch for all members: the new state and per-step metrics [steps, M]."""
-    if lowering == "host":  # each member as an ensemble of one, one after another
-        results = [train_epoch(ensemble.member(state, m, keep_axis=True), train_images, epoch,
-                               method=method, batch_size=batch_size, lowering="unroll",
-                               loop=loop) for m in range(state.step.shape[0])]
+def train_epoch(state, train_images, epoch, *, method, batch_size, lowering, loop, chunk=0):
+    """One epoch for all members: the new state and per-step metrics [steps, M].
+
+    With `chunk` < M, members go through in chunks of that many, one chunk after
+    another (to bound device memory); "host" lowering is chunks of one.
+    """
+    if lowering == "host":
+        lowering, chunk = "unroll", 1
+    if 0 < chunk < state.step.shape[0]:
+        results = [train_epoch(part, train_images, epoch, method=method, batch_size=batch_size,
+                               lowering=lowering, loop=loop)
+                   for part in ensemble.chunks(state, chunk)]
         return (ensemble.concatenate([r[0] for r in results]),
                 ensemble.concatenate([r[1] for r in results], axis=1))
     if loop == "scan":
@@ -157,13 +164,24 @@ def train_epoch(state, train_images, epoch, *, method, batch_size, lowering, loo
     return state, jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *step_metrics)
 
 
-def score_members(state, images, *, config, method, lowering, with_maps=False):
+def member_step_bytes(state, config, method) -> int:
+    """Device bytes one member's train step needs (XLA's memory analysis), for chunking."""
+    one = ensemble.member(state, 0)
+    shape = (config.batch_size, config.image_size, config.image_size, config.channels)
+    step = jax.jit(functools.partial(train_step, method=method))
+    compiled = step.lower(one, jnp.zeros(shape), jnp.ones(shape[0]), one.rng).compile()
+    analysis = compiled.memory_analysis()
+    return int(analysis.temp_size_in_bytes + 3 * analysis.argument_size_in_bytes)
+
+
+def score_members(state, images, *, config, method, lowering, chunk=0, with_maps=False):
     """Every member's scores of `images` (device uint8): arrays [M, N] (maps [M, N, H, W])."""
     if lowering == "host":
+        lowering, chunk = "unroll", 1
+    if 0 < chunk < state.step.shape[0]:
         return ensemble.concatenate([
-            score_members(ensemble.member(state, m, keep_axis=True), images, config=config,
-                          method=method, lowering="unroll", with_maps=with_maps)
-            for m in range(state.step.shape[0])])
+            score_members(part, images, config=config, method=method, lowering=lowering,
+                          with_maps=with_maps) for part in ensemble.chunks(state, chunk)])
     members = {"variables": {"params": state.params, "batch_stats": state.batch_stats},
                "latent_mask": state.latent_mask}
     return evaluate.score_images(members, images, method=method, apply_fn=state.apply_fn,
@@ -171,10 +189,10 @@ def score_members(state, images, *, config, method, lowering, with_maps=False):
                                  lowering=lowering)
 
 
-def evaluate_members(state, data, device_data, config, method, lowering):
+def evaluate_members(state, data, device_data, config, method, plan):
     """Scores train, val and test splits with every member; one metrics row per member."""
     score = functools.partial(score_members, state, config=config, method=method,
-                              lowering=lowering)
+                              lowering=plan.lowering, chunk=plan.chunk)
     test = jax.device_get(score(device_data["test"], with_maps=data.test_masks is not None))
     train = jax.device_get(score(device_data["train"]))
     val = jax.device_get(score(device_data["val"])) if len(data.val_images) else None
@@ -238,13 +256,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         raise UserError(f"--eval_only needs a checkpoint, and {workdir}/checkpoints has none.")
     writer = reporting.Writer(workdir, members, start_epoch)
     steps_per_epoch = -(-data.train_images.shape[0] // config.batch_size)
-    lowering, loop = ensemble.resolve_backend_choices(config)
+    plan = ensemble.plan_execution(config, len(members),
+                                   functools.partial(member_step_bytes, state, config, method))
     last_saved, rows = start_epoch, None
     for epoch in range(start_epoch + 1, 1 if eval_only else config.num_epochs + 1):
         epoch_start = time.time()
         state, step_metrics = train_epoch(state, device_data["train"], epoch, method=method,
-                                          batch_size=config.batch_size, lowering=lowering,
-                                          loop=loop)
+                                          batch_size=config.batch_size,
+                                          lowering=plan.lowering, loop=plan.loop,
+                                          chunk=plan.chunk)
         losses = np.asarray(step_metrics["loss"])  # [steps, M]
         _check_finite(losses, epoch, steps_per_epoch, last_saved, workdir)
         seconds = time.time() - epoch_start
@@ -252,7 +272,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                            data.train_images.shape[0] * len(members) / seconds)
         rows = None
         if _is_eval_epoch(epoch, config):
-            rows = evaluate_members(state, data, device_data, config, method, lowering)
+            rows = evaluate_members(state, data, device_data, config, method, plan)
             writer.write_eval(epoch, rows)
         if _is_checkpoint_epoch(epoch, config):
             checkpointing.save(manager, epoch, state)
@@ -260,9 +280,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     manager.wait_until_finished()
     if rows is None:
         reporting.log(f"Evaluating the checkpoint of epoch {last_saved}.")
-        rows = evaluate_members(state, data, device_data, config, method, lowering)
+        rows = evaluate_members(state, data, device_data, config, method, plan)
     reporting.write_examples(workdir, state, data, config, method)
     summary = reporting.write_summary(workdir, config, members, rows, state,
                                       time.time() - start_time)
+    report.write_report([workdir])
     writer.close()
     return summary

@@ -13,7 +13,7 @@ CONFIG_FILE = "config.json"
 # Keys that may change between a run and its resumption; any other change makes
 # the workdir's checkpoints belong to a different experiment.
 RESUMABLE_KEYS = ("num_epochs", "eval_every_epochs", "checkpoint_every_epochs", "eval.",
-                  "data_dir", "tfds_dir")
+                  "data_dir", "tfds_dir", "member_lowering", "epoch_loop", "member_chunk_size")
 
 
 def _require(condition, message):
@@ -55,6 +55,9 @@ def validate_config(config) -> None:
     _require(config.epoch_loop in ensemble.EPOCH_LOOPS,
              f"Config key epoch_loop must be one of {ensemble.EPOCH_LOOPS}, "
              f"got {config.epoch_loop!r}.")
+    _require(isinstance(config.member_chunk_size, int) and config.member_chunk_size >= 0,
+             f"Config key member_chunk_size must be an integer >= 0, "
+             f"got {config.member_chunk_size!r}.")
     fraction = config.val_fraction
     _require(isinstance(fraction, (int, float)) and 0 <= fraction < 1,
              f"Config key val_fraction must be in [0, 1), got {fraction!r}.")
@@ -110,6 +113,22 @@ def prepare_workdir(workdir: str, config, *, must_exist=False) -> None:
     with open(path + ".tmp", "w") as f:
         json.dump(current, f, indent=2)
     os.replace(path + ".tmp", path)
+
+
+def load_saved_config(workdir: str):
+    """The resolved config a workdir was run with (its config.json) as a ConfigDict."""
+    import ml_collections
+
+    path = os.path.join(workdir, CONFIG_FILE)
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError) as error:
+        raise UserError(f"Cannot read the config of workdir {workdir} ({path}): {error}.") \
+            from None
+    for key in ("latent_sizes", "seeds"):
+        saved[key] = tuple(saved.get(key, ()))
+    return ml_collections.ConfigDict(saved)
 
 
 def check_data(data, config) -> None:

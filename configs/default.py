@@ -34,6 +34,7 @@ def get_config():
     # How members and steps are compiled (train.resolve_backend_choices); same results.
     config.member_lowering = "auto"  # "vmap" | "unroll" | "host"
     config.epoch_loop = "auto"  # "scan" | "host"
+    config.member_chunk_size = 0  # members per program; 0 = as many as fit the device memory
 
     config.model = ml_collections.ConfigDict(dict(
         base_width=16, expansion=1, hidden_width=1024,

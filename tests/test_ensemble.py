@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ae4ad_jax import ensemble, methods, models, train
+from ae4ad_jax import ensemble, export, methods, models, report, train, validation
+from ae4ad_jax.errors import UserError
 
 METHOD = methods.METHODS["ae"]
 
@@ -99,3 +100,48 @@ def test_ensemble_run_reports_every_member(test_config, tmp_path):
     rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     assert [(r["latent_size"], r["seed"]) for r in rows] == members
     assert len({r["auroc"] for r in rows}) == 4
+    table = (tmp_path / "report" / "table1.md").read_text()
+    assert table.splitlines()[2].startswith("| 8 | 2 |")  # largest d first
+    assert table.splitlines()[3].startswith("| 2 | 2 |")
+    for name in ("table1.csv", "error_vs_d.png", "auroc_vs_d.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 0
+    # A member exports as a standalone model (d = 2) that evaluates to the same metrics.
+    out = tmp_path / "member1"
+    assert export.export_member(str(tmp_path), 1, str(out)) == {
+        "latent_size": 2, "seed": 1, "epoch": 1}
+    config = validation.load_saved_config(str(out))
+    assert (config.latent_size, config.seed, config.latent_sizes) == (2, 1, ())
+    alone = train.train_and_evaluate(config, str(out), eval_only=True)["metrics"][0]
+    assert alone["latent_size"] == 2 and alone["seed"] == 1
+    for key in ("auroc", "ap", "pixel_ap", "recon_error_test_abnormal"):
+        assert alone[key] == pytest.approx(summary["metrics"][1][key], rel=1e-3)
+    with pytest.raises(UserError, match=r"Member 4 does not exist: .* members 0 to 3"):
+        export.export_member(str(tmp_path), 4, str(tmp_path / "nope"))
+
+
+def test_report_aggregates_mean_and_std():
+    rows = [{"latent_size": 4, "seed": s, "auroc": a, "ap": 0.5} for s, a in
+            ((0, 0.6), (1, 0.8), (2, 0.7))] + [{"latent_size": 1, "seed": 0, "auroc": 0.5,
+                                                "ap": 0.4}]
+    table = report.aggregate(rows)
+    assert [e["latent_size"] for e in table] == [1, 4]
+    assert np.allclose(table[1]["auroc"], (0.7, np.std([0.6, 0.8, 0.7])))
+    assert table[1]["seeds"] == [0, 1, 2] and table[0]["ap"] == (0.4, 0.0)
+
+
+def test_chunked_members_give_the_same_epoch(test_config, images):
+    state = _state(test_config, [(2, 0), (4, 1), (8, 2)])
+    copy = jax.tree_util.tree_map(jnp.copy, state)
+    whole, metrics_whole = train.train_epoch(state, images, 1, method=METHOD, batch_size=32,
+                                             lowering="vmap", loop="host")
+    chunked, metrics_chunked = train.train_epoch(copy, images, 1, method=METHOD,
+                                                 batch_size=32, lowering="vmap", loop="host",
+                                                 chunk=2)
+    assert metrics_chunked["loss"].shape == (4, 3)
+    np.testing.assert_allclose(metrics_chunked["loss"], metrics_whole["loss"], rtol=1e-3)
+    np.testing.assert_array_equal(chunked.step, [4, 4, 4])
+    scores = [train.score_members(s, images, config=test_config, method=METHOD,
+                                  lowering="vmap", chunk=c)["score"]
+              for s, c in ((whole, 0), (whole, 2))]
+    np.testing.assert_allclose(scores[0], scores[1], rtol=1e-5)
+    assert train.member_step_bytes(whole, test_config, METHOD) > 1e5

@@ -86,3 +86,12 @@ def test_main_real_config_without_data_exits_2(tmp_path):
     assert result.returncode == 2
     assert "no_rsna of dataset 'rsna' does not exist. Download RSNA from" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_main_needs_a_config_unless_evaluating(tmp_path):
+    result = _run_main(f"--workdir={tmp_path}")
+    assert result.returncode == 2
+    assert "error: No --config given" in result.stderr
+    result = _run_main(f"--workdir={tmp_path / 'empty'}", "--eval_only")
+    assert result.returncode == 2
+    assert "Cannot read the config of workdir" in result.stderr

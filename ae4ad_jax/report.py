@@ -1,0 +1,144 @@
+"""The paper's Table 1 and its figures from one or many workdirs.
+
+    python -m ae4ad_jax.report --workdir=runs/table1_brats [--workdir=...] [--out=DIR]
+
+Reads each workdir's `summary.json` (the final metrics of every member),
+groups members by latent size d, and writes to `OUT` (default: the first
+workdir's `report/`): `table1.md` and `table1.csv` (mean and standard
+deviation over seeds, np.std with ddof=0, in percent), `error_vs_d.png`
+(reconstruction error of train-normal, test-normal and test-abnormal images
+against d, the paper's figure) and `auroc_vs_d.png`.
+"""
+
+import csv
+import json
+import os
+import sys
+
+import numpy as np
+from absl import app, flags
+
+from ae4ad_jax.errors import UserError
+
+TABLE_COLUMNS = (("auroc", "AUROC"), ("ap", "AP"), ("pixel_ap", "AP_pix"),
+                 ("dice_best", "best Dice*"))
+ERROR_COLUMNS = (("recon_error_train_normal", "train normal"),
+                 ("recon_error_test_normal", "test normal"),
+                 ("recon_error_test_abnormal", "test abnormal"))
+
+
+def read_rows(workdirs) -> list[dict]:
+    rows = []
+    for workdir in workdirs:
+        path = os.path.join(workdir, "summary.json")
+        try:
+            with open(path) as f:
+                rows.extend(json.load(f)["metrics"])
+        except (OSError, ValueError, KeyError) as error:
+            raise UserError(f"Cannot read the final metrics {path}: {error}. "
+                            "Has the run finished?") from None
+    return rows
+
+
+def aggregate(rows) -> list[dict]:
+    """One dict per latent size: n seeds, mean and std of every numeric metric."""
+    by_d: dict[int, list[dict]] = {}
+    for row in rows:
+        by_d.setdefault(row["latent_size"], []).append(row)
+    table = []
+    for d in sorted(by_d):
+        group = by_d[d]
+        entry = {"latent_size": d, "seeds": sorted(r["seed"] for r in group)}
+        for key in group[0]:
+            values = [r[key] for r in group if isinstance(r.get(key), float)]
+            if len(values) == len(group) and key not in ("latent_size", "seed", "member"):
+                entry[key] = (float(np.mean(values)), float(np.std(values)))
+        table.append(entry)
+    return table
+
+
+def _cell(entry, key):
+    if key not in entry:
+        return "-"
+    mean, std = entry[key]
+    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
+def write_table(table, out_dir):
+    columns = [(k, name) for k, name in TABLE_COLUMNS if any(k in e for e in table)]
+    lines = ["| d | seeds | " + " | ".join(name for _, name in columns) + " |",
+             "|---" * (len(columns) + 2) + "|"]
+    for entry in reversed(table):  # largest d first, as the paper
+        lines.append(f"| {entry['latent_size']} | {len(entry['seeds'])} | "
+                     + " | ".join(_cell(entry, k) for k, _ in columns) + " |")
+    best = max(table, key=lambda e: e["auroc"][0])
+    lines += ["", f"Mean ± std over seeds, percent. Best AUROC at d = {best['latent_size']} "
+              "(the oracle d, chosen with test labels).",
+              "*Best Dice is an oracle figure: its threshold is chosen with the test masks."]
+    with open(os.path.join(out_dir, "table1.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    keys = sorted({k for e in table for k in e if k not in ("latent_size", "seeds")})
+    with open(os.path.join(out_dir, "table1.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["latent_size", "num_seeds"]
+                        + [f"{k}_{s}" for k in keys for s in ("mean", "std")])
+        for e in table:
+            writer.writerow([e["latent_size"], len(e["seeds"])]
+                            + [e[k][i] if k in e else "" for k in keys for i in (0, 1)])
+    return "\n".join(lines)
+
+
+def _plot(table, series, ylabel, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = [e["latent_size"] for e in table]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for key, label in series:
+        if all(key in e for e in table):
+            mean = np.array([e[key][0] for e in table])
+            std = np.array([e[key][1] for e in table])
+            ax.errorbar(d, mean, yerr=std, marker="o", capsize=3, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(d, [str(v) for v in d])
+    ax.set_xlabel("latent size d")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(workdirs, out_dir=None) -> str:
+    """Writes the table and plots; returns the markdown table."""
+    out_dir = out_dir or os.path.join(workdirs[0], "report")
+    os.makedirs(out_dir, exist_ok=True)
+    table = aggregate(read_rows(workdirs))
+    markdown = write_table(table, out_dir)
+    _plot(table, ERROR_COLUMNS, "reconstruction error (MSE)",
+          os.path.join(out_dir, "error_vs_d.png"))
+    _plot(table, (("auroc", "image AUROC"), ("ap", "image AP")), "metric",
+          os.path.join(out_dir, "auroc_vs_d.png"))
+    return markdown
+
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    try:
+        print(write_report(FLAGS.workdir, FLAGS.out))
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    flags.DEFINE_multi_string("workdir", None, "Workdir(s) of finished runs.")
+    flags.DEFINE_string("out", None, "Output folder (default: first workdir's report/).")
+    flags.mark_flag_as_required("workdir")
+    app.run(main)

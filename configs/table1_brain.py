@@ -1,0 +1,16 @@
+"""The paper's Table 1 on Brain Tumor: d = 1..128, three seeds, 24 members trained together.
+
+    python -m ae4ad_jax.main --config=configs/table1_brain.py --workdir=runs/table1_brain
+
+The report (WORKDIR/report/: table1.md, table1.csv, error_vs_d.png,
+auroc_vs_d.png) is written at the end; `python -m ae4ad_jax.report` rebuilds it.
+"""
+
+from configs import brain
+
+
+def get_config():
+    config = brain.get_config()
+    config.latent_sizes = (1, 2, 4, 8, 16, 32, 64, 128)
+    config.seeds = (0, 1, 2)
+    return config
