@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn import metrics as sk_metrics
 
-from ae4ad_jax import ensemble, methods
+from ae4ad_jax import ensemble, entropy, methods
+from ae4ad_jax.errors import UserError
 from ae4ad_jax.input_pipeline import to_float
 
 DICE_THRESHOLDS = 200  # the reference's compute_best_dice(n_thresh=200)
@@ -28,7 +29,8 @@ def _score_batch(method, apply_fn, member, images, with_maps):
                        latent_mask=member["latent_mask"])
     maps = method.score_map(outputs, images)
     result = {"score": jnp.mean(maps, axis=(1, 2)),
-              "mse": methods.per_image_mse(outputs["recon"], images)}
+              "mse": methods.per_image_mse(outputs["recon"], images),
+              "z": outputs["z"]}
     if with_maps:
         result["map"] = maps
     return result
@@ -117,12 +119,31 @@ def pixel_metrics(maps, masks):
     }
 
 
-def compute_metrics(test, train_mse, labels, masks):
+def entropy_metrics(latents: dict, latent_size: int, entropy_methods) -> dict:
+    """H(Z) of each named set of latents ([N, ..., max(d)], cut to the member's d).
+
+    A set too small for an estimator (k-NN needs k + 1 vectors) gets no value.
+    """
+    row = {}
+    for name, z in latents.items():
+        z = np.asarray(z)[..., :latent_size].reshape(len(z), -1)
+        for method in entropy_methods:
+            try:
+                row[f"entropy_{method}_{name}"] = float(entropy.estimate_entropy(z, method))
+            except UserError:
+                continue
+    return row
+
+
+def compute_metrics(test, train, labels, masks, latent_size, entropy_methods=()):
     """One member's metrics row from its scored splits (host numpy arrays)."""
     row = image_metrics(test["score"], labels)
-    row["recon_error_train_normal"] = float(np.mean(train_mse))
+    row["recon_error_train_normal"] = float(np.mean(train["mse"]))
     row["recon_error_test_normal"] = float(np.mean(test["mse"][labels == 0]))
     row["recon_error_test_abnormal"] = float(np.mean(test["mse"][labels == 1]))
     if masks is not None:
         row.update(pixel_metrics(test["map"], masks))
+    row.update(entropy_metrics({"train_normal": train["z"], "test_normal": test["z"][labels == 0],
+                                "test_abnormal": test["z"][labels == 1]}, latent_size,
+                               entropy_methods))
     return row

@@ -20,8 +20,9 @@ from absl import app, flags
 
 from ae4ad_jax.errors import UserError
 
-TABLE_COLUMNS = (("auroc", "AUROC"), ("ap", "AP"), ("pixel_ap", "AP_pix"),
-                 ("dice_best", "best Dice*"))
+TABLE_COLUMNS = (("auroc", "AUROC", 100), ("ap", "AP", 100), ("pixel_ap", "AP_pix", 100),
+                 ("dice_best", "best Dice*", 100)) + tuple(
+    (f"entropy_{m}_train_normal", f"H_{m}(Z) nats", 1) for m in ("gaussian", "knn", "renyi"))
 ERROR_COLUMNS = (("recon_error_train_normal", "train normal"),
                  ("recon_error_test_normal", "test normal"),
                  ("recon_error_test_abnormal", "test abnormal"))
@@ -57,22 +58,23 @@ def aggregate(rows) -> list[dict]:
     return table
 
 
-def _cell(entry, key):
+def _cell(entry, key, scale):
     if key not in entry:
         return "-"
     mean, std = entry[key]
-    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+    return f"{scale * mean:.1f} ± {scale * std:.1f}"
 
 
 def write_table(table, out_dir):
-    columns = [(k, name) for k, name in TABLE_COLUMNS if any(k in e for e in table)]
-    lines = ["| d | seeds | " + " | ".join(name for _, name in columns) + " |",
+    columns = [c for c in TABLE_COLUMNS if any(c[0] in e for e in table)]
+    lines = ["| d | seeds | " + " | ".join(name for _, name, _ in columns) + " |",
              "|---" * (len(columns) + 2) + "|"]
     for entry in reversed(table):  # largest d first, as the paper
         lines.append(f"| {entry['latent_size']} | {len(entry['seeds'])} | "
-                     + " | ".join(_cell(entry, k) for k, _ in columns) + " |")
+                     + " | ".join(_cell(entry, k, scale) for k, _, scale in columns) + " |")
     best = max(table, key=lambda e: e["auroc"][0])
-    lines += ["", f"Mean ± std over seeds, percent. Best AUROC at d = {best['latent_size']} "
+    lines += ["", "Mean ± std over seeds; metrics in percent, H(Z) of train-normal codes in "
+              f"nats. Best AUROC at d = {best['latent_size']} "
               "(the oracle d, chosen with test labels).",
               "*Best Dice is an oracle figure: its threshold is chosen with the test masks."]
     with open(os.path.join(out_dir, "table1.md"), "w") as f:
@@ -122,7 +124,40 @@ def write_report(workdirs, out_dir=None) -> str:
           os.path.join(out_dir, "error_vs_d.png"))
     _plot(table, (("auroc", "image AUROC"), ("ap", "image AP")), "metric",
           os.path.join(out_dir, "auroc_vs_d.png"))
+    entropy_series = [(f"entropy_{m}_{split}", f"{m}, {split.replace('_', ' ')}")
+                      for m in ("gaussian", "knn", "renyi")
+                      for split in ("train_normal", "test_normal", "test_abnormal")]
+    if any(key in table[0] for key, _ in entropy_series):
+        _plot(table, entropy_series, "latent entropy H(Z) (nats)",
+              os.path.join(out_dir, "entropy_vs_d.png"))
+        _plot_auroc_vs_entropy(table, os.path.join(out_dir, "auroc_vs_entropy.png"))
     return markdown
+
+
+def _plot_auroc_vs_entropy(table, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.5), squeeze=False)
+    for ax, method in zip(axes[0], ("gaussian", "knn", "renyi"), strict=True):
+        key = f"entropy_{method}_train_normal"
+        points = [(e[key][0], e["auroc"][0], e["latent_size"]) for e in table if key in e]
+        if not points:
+            ax.set_visible(False)
+            continue
+        x, y, _ = zip(*points, strict=True)
+        ax.plot(x, y, marker="o")
+        for xi, yi, di in points:
+            ax.annotate(f"d={di}", (xi, yi), fontsize=7, textcoords="offset points",
+                        xytext=(3, 3))
+        ax.set_xlabel(f"H_{method}(Z) of train-normal codes (nats)")
+        ax.set_ylabel("image AUROC")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 FLAGS = flags.FLAGS

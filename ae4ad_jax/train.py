@@ -189,7 +189,7 @@ def score_members(state, images, *, config, method, lowering, chunk=0, with_maps
                                  lowering=lowering)
 
 
-def evaluate_members(state, data, device_data, config, method, plan):
+def evaluate_members(state, members, data, device_data, config, method, plan):
     """Scores train, val and test splits with every member; one metrics row per member."""
     score = functools.partial(score_members, state, config=config, method=method,
                               lowering=plan.lowering, chunk=plan.chunk)
@@ -197,9 +197,10 @@ def evaluate_members(state, data, device_data, config, method, plan):
     train = jax.device_get(score(device_data["train"]))
     val = jax.device_get(score(device_data["val"])) if len(data.val_images) else None
     rows = []
-    for m in range(state.step.shape[0]):
-        row = evaluate.compute_metrics(ensemble.member(test, m), train["mse"][m],
-                                       data.test_labels, data.test_masks)
+    for m, member in enumerate(members):
+        row = evaluate.compute_metrics(ensemble.member(test, m), ensemble.member(train, m),
+                                       data.test_labels, data.test_masks,
+                                       member["latent_size"], tuple(config.entropy_methods))
         if val is not None:
             row["recon_error_val_normal"] = float(val["mse"][m].mean())
         rows.append(row)
@@ -272,7 +273,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                            data.train_images.shape[0] * len(members) / seconds)
         rows = None
         if _is_eval_epoch(epoch, config):
-            rows = evaluate_members(state, data, device_data, config, method, plan)
+            rows = evaluate_members(state, members, data, device_data, config, method, plan)
             writer.write_eval(epoch, rows)
         if _is_checkpoint_epoch(epoch, config):
             checkpointing.save(manager, epoch, state)
@@ -280,7 +281,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     manager.wait_until_finished()
     if rows is None:
         reporting.log(f"Evaluating the checkpoint of epoch {last_saved}.")
-        rows = evaluate_members(state, data, device_data, config, method, plan)
+        rows = evaluate_members(state, members, data, device_data, config, method, plan)
     reporting.write_examples(workdir, state, data, config, method)
     summary = reporting.write_summary(workdir, config, members, rows, state,
                                       time.time() - start_time)

@@ -5,7 +5,7 @@ import math
 import os
 import tempfile
 
-from ae4ad_jax import ensemble, input_pipeline
+from ae4ad_jax import ensemble, entropy, input_pipeline
 from ae4ad_jax.errors import UserError
 from ae4ad_jax.methods import METHODS
 
@@ -13,6 +13,7 @@ CONFIG_FILE = "config.json"
 # Keys that may change between a run and its resumption; any other change makes
 # the workdir's checkpoints belong to a different experiment.
 RESUMABLE_KEYS = ("num_epochs", "eval_every_epochs", "checkpoint_every_epochs", "eval.",
+                  "entropy_methods",
                   "data_dir", "tfds_dir", "member_lowering", "epoch_loop", "member_chunk_size")
 
 
@@ -58,6 +59,9 @@ def validate_config(config) -> None:
     _require(isinstance(config.member_chunk_size, int) and config.member_chunk_size >= 0,
              f"Config key member_chunk_size must be an integer >= 0, "
              f"got {config.member_chunk_size!r}.")
+    unknown = [m for m in config.entropy_methods if m not in entropy.METHODS]
+    _require(not unknown, f"Config key entropy_methods holds unknown methods {unknown}: "
+             f"known methods are {', '.join(entropy.METHODS)}.")
     fraction = config.val_fraction
     _require(isinstance(fraction, (int, float)) and 0 <= fraction < 1,
              f"Config key val_fraction must be in [0, 1), got {fraction!r}.")
@@ -126,7 +130,7 @@ def load_saved_config(workdir: str):
     except (OSError, ValueError) as error:
         raise UserError(f"Cannot read the config of workdir {workdir} ({path}): {error}.") \
             from None
-    for key in ("latent_sizes", "seeds"):
+    for key in ("latent_sizes", "seeds", "entropy_methods"):
         saved[key] = tuple(saved.get(key, ()))
     return ml_collections.ConfigDict(saved)
 

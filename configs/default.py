@@ -40,6 +40,9 @@ def get_config():
         base_width=16, expansion=1, hidden_width=1024,
         encoder_depth=1, decoder_depth=1, spatial=False))
     config.optim = ml_collections.ConfigDict(dict(b1=0.9, b2=0.999, eps=1e-8))
+    # Latent entropy H(Z) of train-normal, test-normal and test-abnormal codes at every
+    # evaluation (ae4ad_jax/entropy.py): any of "gaussian", "knn", "renyi".
+    config.entropy_methods = ("gaussian", "knn")
     config.eval = ml_collections.ConfigDict(dict(batch_size=256, num_examples=4))
     config.phantom = ml_collections.ConfigDict(dict(
         num_train=3000, num_test_normal=500, num_test_abnormal=500, seed=0))

@@ -103,7 +103,8 @@ def test_ensemble_run_reports_every_member(test_config, tmp_path):
     table = (tmp_path / "report" / "table1.md").read_text()
     assert table.splitlines()[2].startswith("| 8 | 2 |")  # largest d first
     assert table.splitlines()[3].startswith("| 2 | 2 |")
-    for name in ("table1.csv", "error_vs_d.png", "auroc_vs_d.png"):
+    for name in ("table1.csv", "error_vs_d.png", "auroc_vs_d.png", "entropy_vs_d.png",
+                 "auroc_vs_entropy.png"):
         assert (tmp_path / "report" / name).stat().st_size > 0
     # A member exports as a standalone model (d = 2) that evaluates to the same metrics.
     out = tmp_path / "member1"

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn import metrics as sk
 
-from ae4ad_jax import evaluate, methods, models
+from ae4ad_jax import entropy, evaluate, methods, models
 
 
 def test_image_metrics_equal_sklearn():
@@ -100,11 +100,19 @@ def test_metrics_row_has_interface_keys():
     masks = np.zeros((4, 4, 4), np.uint8)
     masks[2:, 1:3, 1:3] = 1
     maps = rng.random((4, 4, 4))
-    test = {"score": maps.mean((1, 2)), "mse": maps.mean((1, 2)), "map": maps}
-    row = evaluate.compute_metrics(test, np.array([0.5, 0.7]), labels, masks)
+    z = rng.standard_normal((4, 6))
+    z[:, 3:] = 0  # a member of latent size 3 padded to 6
+    test = {"score": maps.mean((1, 2)), "mse": maps.mean((1, 2)), "map": maps, "z": z}
+    train = {"mse": np.array([0.5, 0.7]), "z": rng.standard_normal((10, 6))}
+    row = evaluate.compute_metrics(test, train, labels, masks, 3, ("gaussian", "knn"))
     for key in ("auroc", "ap", "recon_error_train_normal", "recon_error_test_normal",
                 "recon_error_test_abnormal", "pixel_auroc", "pixel_ap", "dice_best",
                 "dice_best_exact", "mean_score_normal", "mean_score_abnormal"):
         assert key in row
     assert np.isclose(row["recon_error_train_normal"], 0.6)
     assert np.isclose(row["recon_error_test_abnormal"], maps[2:].mean())
+    assert np.isclose(row["entropy_gaussian_train_normal"],
+                      float(entropy.estimate_entropy(train["z"][:, :3], "gaussian")))
+    assert np.isfinite(row["entropy_knn_train_normal"])
+    assert "entropy_knn_test_normal" not in row  # 2 vectors: too few for k = 3
+    assert "entropy_gaussian_test_abnormal" in row
