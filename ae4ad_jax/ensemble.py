@@ -19,11 +19,21 @@ EPOCH_LOOPS = ("auto", "scan", "host")
 
 
 def members_from_config(config) -> list[dict]:
-    """The grid latent_sizes x seeds, or the single (latent_size, seed) when they are empty."""
+    """The grid latent_sizes x seeds x entropy_weights; an empty axis is its single value.
+
+    `entropy_weight` appears in a member only when the run sweeps or sets it.
+    """
     latent_sizes = tuple(config.latent_sizes) or (config.latent_size,)
     seeds = tuple(config.seeds) or (config.seed,)
-    return [{"latent_size": int(d), "seed": int(s)}
-            for d, s in itertools.product(latent_sizes, seeds)]
+    weights = tuple(config.entropy_weights) or (config.entropy_weight,)
+    with_weight = bool(config.entropy_weights) or config.entropy_weight != 0
+    members = []
+    for d, s, weight in itertools.product(latent_sizes, seeds, weights):
+        member = {"latent_size": int(d), "seed": int(s)}
+        if with_weight:
+            member["entropy_weight"] = float(weight)
+        members.append(member)
+    return members
 
 
 def latent_mask(latent_size: int, width: int):

@@ -106,9 +106,9 @@ def knn_entropy(z, k=3, block=KNN_BLOCK):
 
 
 def scott_bandwidth(z):
-    """Scott's rule: mean per-dimension std x N^(-1/(d+4))."""
+    """Scott's rule: root mean per-dimension variance x N^(-1/(d+4))."""
     n, d = z.shape
-    return jnp.mean(jnp.std(z, axis=0)) * n ** (-1.0 / (d + 4)) + 1e-12
+    return jnp.sqrt(jnp.mean(jnp.var(z, axis=0)) + 1e-12) * n ** (-1.0 / (d + 4))
 
 
 @functools.partial(jax.jit, static_argnames=("alpha",))
@@ -124,6 +124,29 @@ def renyi_entropy(z, alpha=2.0, sigma=None):
         return -jnp.log(jnp.sum(jnp.square(gram)))
     eigenvalues = jnp.maximum(jnp.linalg.eigvalsh(gram), 0.0)
     return jnp.log(jnp.sum(eigenvalues**alpha)) / (1.0 - alpha)
+
+
+def batch_renyi2(z, weights, active):
+    """`renyi_entropy(z, 2)` of the rows with weight 1, for the training loss.
+
+    `z` [B, ..., D] latent codes, `weights` [B] (0 for padding rows), `active`
+    [D] (0 for latent units beyond the member's size). The Scott bandwidth is
+    taken over real rows and active units, so the value does not change with
+    the scale of z (a BatchNorm follows the latent layer, so scale carries no
+    information) and padding changes nothing. Differentiable everywhere.
+    """
+    b = z.shape[0]
+    active = jnp.broadcast_to(active, z.shape[1:]).reshape(-1)
+    z = z.reshape(b, -1).astype(jnp.float32) * active
+    n, d = jnp.sum(weights), jnp.sum(active)
+    mean = jnp.sum(weights[:, None] * z, axis=0) / n
+    var = jnp.sum(weights[:, None] * jnp.square(z - mean), axis=0) / n
+    sigma = jnp.sqrt(jnp.sum(var * active) / d + 1e-12) * n ** (-1.0 / (d + 4.0))
+    squared_norms = jnp.sum(z * z, axis=1)
+    dist2 = jnp.maximum(squared_norms[:, None] + squared_norms[None, :] - 2.0 * z @ z.T, 0.0)
+    dist2 = jnp.where(jnp.eye(b, dtype=bool), 0.0, dist2)
+    gram = jnp.exp(-dist2 / (2.0 * sigma**2)) * weights[:, None] * weights[None, :]
+    return -jnp.log(jnp.sum(jnp.square(gram)) / n**2)
 
 
 def renyi2_gaussian_limit(covariance, sigma):

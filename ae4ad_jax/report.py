@@ -41,21 +41,39 @@ def read_rows(workdirs) -> list[dict]:
     return rows
 
 
+SELECTION_TOLERANCE = 0.05
+
+
 def aggregate(rows) -> list[dict]:
-    """One dict per latent size: n seeds, mean and std of every numeric metric."""
-    by_d: dict[int, list[dict]] = {}
+    """One dict per (latent size, entropy weight): seeds, mean and std of every metric."""
+    groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        by_d.setdefault(row["latent_size"], []).append(row)
+        groups.setdefault((row["latent_size"], row.get("entropy_weight")), []).append(row)
     table = []
-    for d in sorted(by_d):
-        group = by_d[d]
+    for (d, weight) in sorted(groups, key=lambda k: (k[0], k[1] or 0.0)):
+        group = groups[(d, weight)]
         entry = {"latent_size": d, "seeds": sorted(r["seed"] for r in group)}
+        if weight is not None:
+            entry["entropy_weight"] = weight
         for key in group[0]:
             values = [r[key] for r in group if isinstance(r.get(key), float)]
-            if len(values) == len(group) and key not in ("latent_size", "seed", "member"):
+            if len(values) == len(group) and key not in ("latent_size", "seed", "member",
+                                                         "entropy_weight"):
                 entry[key] = (float(np.mean(values)), float(np.std(values)))
         table.append(entry)
     return table
+
+
+def select_latent_size(table, tolerance=SELECTION_TOLERANCE):
+    """A choice of d that uses normal images only: the smallest d whose reconstruction
+    error of held-out normal images (of training normals when no split is held out) is
+    within `tolerance` of the lowest. Returns (d, the key it used)."""
+    key = ("recon_error_val_normal" if all("recon_error_val_normal" in e for e in table)
+           else "recon_error_train_normal")
+    plain = [e for e in table if not e.get("entropy_weight")]
+    best = min(e[key][0] for e in plain)
+    chosen = min(e["latent_size"] for e in plain if e[key][0] <= (1 + tolerance) * best)
+    return chosen, key
 
 
 def _cell(entry, key, scale):
@@ -67,15 +85,25 @@ def _cell(entry, key, scale):
 
 def write_table(table, out_dir):
     columns = [c for c in TABLE_COLUMNS if any(c[0] in e for e in table)]
-    lines = ["| d | seeds | " + " | ".join(name for _, name, _ in columns) + " |",
-             "|---" * (len(columns) + 2) + "|"]
+    weighted = any("entropy_weight" in e for e in table)
+    head = "| d | lambda | seeds | " if weighted else "| d | seeds | "
+    lines = [head + " | ".join(name for _, name, _ in columns) + " |",
+             "|---" * (len(columns) + 2 + weighted) + "|"]
     for entry in reversed(table):  # largest d first, as the paper
-        lines.append(f"| {entry['latent_size']} | {len(entry['seeds'])} | "
+        weight = f"{entry.get('entropy_weight', 0.0):g} | " if weighted else ""
+        lines.append(f"| {entry['latent_size']} | {weight}{len(entry['seeds'])} | "
                      + " | ".join(_cell(entry, k, scale) for k, _, scale in columns) + " |")
     best = max(table, key=lambda e: e["auroc"][0])
+    chosen, key = select_latent_size(table)
+    chosen_auroc = next(e["auroc"][0] for e in table
+                        if e["latent_size"] == chosen and not e.get("entropy_weight"))
     lines += ["", "Mean ± std over seeds; metrics in percent, H(Z) of train-normal codes in "
-              f"nats. Best AUROC at d = {best['latent_size']} "
-              "(the oracle d, chosen with test labels).",
+              "nats.",
+              f"Oracle: best AUROC at d = {best['latent_size']}"
+              + (f", lambda = {best['entropy_weight']:g}" if weighted else "")
+              + f" ({100 * best['auroc'][0]:.1f}; chosen with test labels).",
+              f"Label-free choice: d = {chosen} ({100 * chosen_auroc:.1f}), the smallest d "
+              f"whose {key} is within {100 * SELECTION_TOLERANCE:.0f}% of the lowest.",
               "*Best Dice is an oracle figure: its threshold is chosen with the test masks."]
     with open(os.path.join(out_dir, "table1.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -96,6 +124,7 @@ def _plot(table, series, ylabel, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    table = [e for e in table if not e.get("entropy_weight")]
     d = [e["latent_size"] for e in table]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for key, label in series:

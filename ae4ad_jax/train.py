@@ -23,6 +23,7 @@ from flax.training import train_state
 from ae4ad_jax import (
     checkpointing,
     ensemble,
+    entropy,
     evaluate,
     input_pipeline,
     models,
@@ -40,6 +41,7 @@ class TrainState(train_state.TrainState):
     batch_stats: Any
     rng: jax.Array  # the member's raw uint32[2] key
     latent_mask: jax.Array  # [max(d)]: 1 for the member's own latent units
+    entropy_weight: jax.Array  # lambda of the latent-entropy term of the loss
 
 
 def create_optimizer(config) -> optax.GradientTransformation:
@@ -70,7 +72,8 @@ def create_train_state(config, method, members) -> TrainState:
         states.append(TrainState.create(
             apply_fn=model.apply, params=models.resize_latent(params, width), tx=tx,
             batch_stats=batch_stats, rng=key,
-            latent_mask=ensemble.latent_mask(m["latent_size"], width)))
+            latent_mask=ensemble.latent_mask(m["latent_size"], width),
+            entropy_weight=jnp.float32(m.get("entropy_weight", 0.0))))
     return ensemble.stack(states)
 
 
@@ -83,7 +86,9 @@ def train_step(state: TrainState, images, weights, rng, *, method, axis_name=Non
                                           latent_mask=state.latent_mask,
                                           mutable=["batch_stats"])
         loss, aux = method.loss(outputs, images, weights, rng)
-        return loss, (updates["batch_stats"], aux)
+        latent_entropy = entropy.batch_renyi2(outputs["z"], weights, state.latent_mask)
+        aux = {**aux, "reconstruction_loss": loss, "latent_entropy": latent_entropy}
+        return loss + state.entropy_weight * latent_entropy, (updates["batch_stats"], aux)
 
     (loss, (batch_stats, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     if axis_name is not None:

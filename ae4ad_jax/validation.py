@@ -48,6 +48,10 @@ def validate_config(config) -> None:
         _require(all(isinstance(v, int) and not isinstance(v, bool) for v in values)
                  and len(set(values)) == len(values),
                  f"Config key {key} must be a tuple of distinct integers, got {values!r}.")
+    weights = tuple(config.entropy_weights) + (config.entropy_weight,)
+    _require(all(isinstance(w, (int, float)) and math.isfinite(w) for w in weights),
+             f"Config keys entropy_weight/entropy_weights must be finite numbers, got "
+             f"{weights!r}.")
     _require(all(d >= 1 for d in config.latent_sizes),
              f"Config key latent_sizes must hold positive integers, got {config.latent_sizes}.")
     _require(config.member_lowering in ensemble.LOWERINGS,
@@ -130,7 +134,7 @@ def load_saved_config(workdir: str):
     except (OSError, ValueError) as error:
         raise UserError(f"Cannot read the config of workdir {workdir} ({path}): {error}.") \
             from None
-    for key in ("latent_sizes", "seeds", "entropy_methods"):
+    for key in ("latent_sizes", "seeds", "entropy_methods", "entropy_weights"):
         saved[key] = tuple(saved.get(key, ()))
     return ml_collections.ConfigDict(saved)
 

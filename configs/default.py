@@ -43,6 +43,10 @@ def get_config():
     # Latent entropy H(Z) of train-normal, test-normal and test-abnormal codes at every
     # evaluation (ae4ad_jax/entropy.py): any of "gaussian", "knn", "renyi".
     config.entropy_methods = ("gaussian", "knn")
+    # Entropy-controlled training: loss = MSE + entropy_weight * (matrix Renyi-2 entropy of
+    # the batch's latent codes). entropy_weights, when set, is an ensemble axis.
+    config.entropy_weight = 0.0
+    config.entropy_weights = ()
     config.eval = ml_collections.ConfigDict(dict(batch_size=256, num_examples=4))
     config.phantom = ml_collections.ConfigDict(dict(
         num_train=3000, num_test_normal=500, num_test_abnormal=500, seed=0))

@@ -146,3 +146,28 @@ def test_chunked_members_give_the_same_epoch(test_config, images):
               for s, c in ((whole, 0), (whole, 2))]
     np.testing.assert_allclose(scores[0], scores[1], rtol=1e-5)
     assert train.member_step_bytes(whole, test_config, METHOD) > 1e5
+
+
+def test_entropy_weight_lowers_latent_entropy(test_config):
+    from ae4ad_jax import input_pipeline
+
+    test_config.latent_sizes, test_config.entropy_weights = (8,), (0.0, 3.0)
+    members = ensemble.members_from_config(test_config)
+    assert [m["entropy_weight"] for m in members] == [0.0, 3.0]
+    state = train.create_train_state(test_config, METHOD, members)
+    images = jnp.asarray(input_pipeline.load(test_config).train_images)
+    for epoch in (1, 2, 3):
+        state, metrics = _epoch(state, images, epoch)
+    entropy_plain, entropy_weighted = np.asarray(metrics["latent_entropy"]).mean(axis=0)
+    assert entropy_weighted < entropy_plain - 0.1, (entropy_weighted, entropy_plain)
+    np.testing.assert_allclose(metrics["loss"][:, 0], metrics["reconstruction_loss"][:, 0])
+
+
+def test_label_free_choice_of_d_uses_normal_reconstruction_only():
+    table = [{"latent_size": d, "seeds": [0], "auroc": (a, 0.0),
+              "recon_error_train_normal": (e, 0.0)}
+             for d, a, e in ((1, 0.9, 0.2), (4, 0.7, 0.1), (16, 0.6, 0.052), (64, 0.5, 0.05))]
+    assert report.select_latent_size(table) == (16, "recon_error_train_normal")
+    for entry, val in zip(table, (0.3, 0.1, 0.2, 0.2), strict=True):
+        entry["recon_error_val_normal"] = (val, 0.0)
+    assert report.select_latent_size(table) == (4, "recon_error_val_normal")

@@ -88,3 +88,22 @@ def test_degenerate_inputs_are_finite_or_clear_errors():
         entropy.estimate_entropy(np.ones((3, 3)), "knn")
     with pytest.raises(UserError, match="Unknown entropy method 'shannon'"):
         entropy.estimate_entropy(constant, "shannon")
+
+
+def test_batch_renyi2_ignores_padding_rows_units_and_scale():
+    import jax
+    import jax.numpy as jnp
+
+    z, _, _ = _gaussian(3, n=40)
+    reference = float(entropy.estimate_entropy(z, "renyi"))
+    padded = np.zeros((48, 5), np.float32)
+    padded[:40, :3] = z
+    padded[40:] = 7.0  # padding rows with junk
+    weights = jnp.asarray([1.0] * 40 + [0.0] * 8)
+    active = jnp.asarray([1.0, 1.0, 1.0, 0.0, 0.0])
+    value = float(entropy.batch_renyi2(jnp.asarray(padded), weights, active))
+    assert abs(value - reference) < 1e-4
+    assert abs(float(entropy.batch_renyi2(jnp.asarray(5 * padded), weights, active))
+               - value) < 1e-4
+    grad = jax.grad(lambda x: entropy.batch_renyi2(x, weights, active))(jnp.ones((48, 5)))
+    assert np.all(np.isfinite(grad))
