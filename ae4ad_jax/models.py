@@ -75,17 +75,45 @@ class ConvTranspose(nn.Module):
     kernel_size: int = 4
     stride: int = 2
     padding: int = 1
+    phases: bool = True  # the (4, 2, 1) case as four stride-1 convolutions (same function)
 
     @nn.compact
     def __call__(self, x):
         k = self.kernel_size
         kernel = self.param("kernel", torch_kernel_init(in_axis=-1, out_axis=-2),
-                            (k, k, x.shape[-1], self.features))
+                            (k, k, x.shape[-1], self.features)).astype(x.dtype)
+        if self.phases and (k, self.stride, self.padding) == (4, 2, 1):
+            return upsample_by_phases(x, kernel)
         edge = k - 1 - self.padding
         return lax.conv_general_dilated(
-            x, kernel.astype(x.dtype), window_strides=(1, 1), padding=((edge, edge),) * 2,
+            x, kernel, window_strides=(1, 1), padding=((edge, edge),) * 2,
             lhs_dilation=(self.stride, self.stride),
             dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+# Output row 2i + a of the dilated convolution reads input rows i - 1 + a and i + a
+# through kernel rows a and a + 2: a 2-tap convolution padded on one side.
+_PHASE_TAPS = {0: ((0, 2), (1, 0)), 1: ((1, 3), (0, 1))}  # phase: (kernel rows, padding)
+
+
+def upsample_by_phases(x, kernel):
+    """ConvTranspose(4, stride 2, padding 1) as four 2x2 stride-1 convolutions whose
+    outputs interleave into the doubled grid: no multiplications by inserted zeros.
+    `kernel` is the HWIO kernel of the equivalent dilated convolution."""
+    n, h, w, _ = x.shape
+    rows = []
+    for a in (0, 1):
+        taps_y, pad_y = _PHASE_TAPS[a]
+        cols = []
+        for b in (0, 1):
+            taps_x, pad_x = _PHASE_TAPS[b]
+            sub = kernel[jnp.array(taps_y)][:, jnp.array(taps_x)]  # [2, 2, I, O]
+            cols.append(lax.conv_general_dilated(
+                x, sub, window_strides=(1, 1), padding=(pad_y, pad_x),
+                dimension_numbers=("NHWC", "HWIO", "NHWC")))
+        rows.append(jnp.stack(cols, axis=3))  # [N, H, W, 2(b), O]
+    out = jnp.stack(rows, axis=2)  # [N, H, 2(a), W, 2(b), O]
+    return out.reshape(n, 2 * h, 2 * w, -1)
 
 
 class BatchNorm(nn.Module):
