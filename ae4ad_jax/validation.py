@@ -85,10 +85,20 @@ def _flatten(tree, prefix=""):
 
 
 def _incompatible_keys(saved: dict, current: dict) -> list[str]:
+    """Keys whose values differ. A key that only one side has (a config written by
+    another version) counts only if its value there is set (not 0, empty or false)."""
     saved, current = _flatten(saved), _flatten(current)
     keys = sorted(set(saved) | set(current))
-    return [key for key in keys if not key.startswith(RESUMABLE_KEYS)
-            and saved.get(key) != current.get(key)]
+    changed = []
+    for key in keys:
+        if key.startswith(RESUMABLE_KEYS):
+            continue
+        if key not in saved or key not in current:
+            if (saved.get(key) or current.get(key)) in (None, 0, 0.0, False, "", [], ()):
+                continue
+        if saved.get(key) != current.get(key):
+            changed.append(key)
+    return changed
 
 
 def prepare_workdir(workdir: str, config, *, must_exist=False) -> None:

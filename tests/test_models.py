@@ -75,9 +75,26 @@ def test_conv_4x4_stride2_matches_loop():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 8, 8, 3)).astype(np.float32)
     variables, y = _init_apply(models.Conv(5, 4, stride=2, padding=1), jnp.asarray(x))
-    kernel = np.asarray(variables["params"]["Conv_0"]["kernel"])
+    kernel = np.asarray(variables["params"]["kernel"])
     np.testing.assert_allclose(y, conv2d_loop(x, kernel, 2, 1), rtol=1e-4, atol=1e-5)
     assert y.shape == (2, 4, 4, 5)
+
+
+def test_downsample_conv_gradients_match_xla():
+    rng = np.random.default_rng(6)
+    x = jnp.asarray(rng.standard_normal((2, 8, 6, 3)), jnp.float32)
+    module = models.Conv(5, 4, stride=2, padding=1)
+    variables = module.init(jax.random.PRNGKey(0), x)
+
+    def loss(v, x, phases):
+        conv = models.Conv(5, 4, stride=2, padding=1, phases=phases)
+        return jnp.sum(jnp.sin(conv.apply(v, x)))
+
+    fast = jax.grad(loss, argnums=(0, 1))(variables, x, True)
+    plain = jax.grad(loss, argnums=(0, 1))(variables, x, False)
+    np.testing.assert_allclose(fast[1], plain[1], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fast[0]["params"]["kernel"], plain[0]["params"]["kernel"],
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_conv_transpose_matches_torch_semantics():
@@ -99,7 +116,7 @@ def _bound_used(values, bound):
 def test_initialisation_matches_pytorch_defaults():
     model = models.AutoEncoder(latent_size=16)
     params = model.init(jax.random.PRNGKey(3), jnp.zeros((1, 64, 64, 1)), train=False)["params"]
-    first_conv = params["ConvBlock_0"]["Conv_0"]["Conv_0"]["kernel"]  # fan_in 1*4*4
+    first_conv = params["ConvBlock_0"]["Conv_0"]["kernel"]  # fan_in 1*4*4
     assert _bound_used(first_conv, 1 / np.sqrt(16))
     up = params["ConvBlock_5"]["ConvTranspose_0"]["kernel"]  # 64 -> 32: torch fan_in 32*4*4
     assert up.shape == (4, 4, 64, 32)

@@ -95,3 +95,15 @@ def test_main_needs_a_config_unless_evaluating(tmp_path):
     result = _run_main(f"--workdir={tmp_path / 'empty'}", "--eval_only")
     assert result.returncode == 2
     assert "Cannot read the config of workdir" in result.stderr
+
+
+def test_keys_added_by_a_newer_version_do_not_block_resuming():
+    from ae4ad_jax import validation
+
+    saved = {"latent_size": 16, "model": {"base_width": 16}}
+    assert validation._incompatible_keys(saved, {**saved, "entropy_weight": 0.0}) == []
+    assert validation._incompatible_keys(saved, {**saved, "entropy_weights": []}) == []
+    assert validation._incompatible_keys(saved, {**saved, "entropy_weight": 0.5}) == [
+        "entropy_weight"]
+    assert validation._incompatible_keys(saved, {"latent_size": 4, "model": {
+        "base_width": 16}}) == ["latent_size"]

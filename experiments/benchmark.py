@@ -1,0 +1,176 @@
+"""Speed of training and scoring, JAX against a PyTorch version of the same AE, in one run.
+
+    python experiments/benchmark.py                  # CPU: the README's table
+    python experiments/benchmark.py --members=1,8,24 --sizes=64,128 --channels=1,3
+
+For each input size and channel count: JAX training images/s for ensembles of
+M members (member-images/s; M = 1 is the single model; "vs seq" divides by M
+sequential single runs, i.e. the M = 1 figure), JAX compile seconds, JAX
+scoring images/s (the whole test set in one call), and, when PyTorch is
+installed (optional: `pip install torch==2.13.0`), the same network in PyTorch
+with the reference's settings: training images/s (Adam, batch 64) and scoring
+one image at a time (the reference's test loop) and in batches of 256. Peak
+resident memory of the process is printed at the end. Synthetic data; the
+default AE (d = 16 for single models; mixed d for ensembles).
+"""
+
+import os
+import resource
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ae4ad_jax import ensemble, methods, train  # noqa: E402
+from configs import default  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("members", ["1", "8", "24"], "Ensemble sizes M.")
+flags.DEFINE_list("sizes", ["64"], "Input sizes.")
+flags.DEFINE_list("channels", ["1"], "Channel counts.")
+flags.DEFINE_integer("steps", 6, "Timed training steps (batch 64) per member.")
+flags.DEFINE_integer("eval_images", 1024, "Images scored in the scoring measurement.")
+flags.DEFINE_bool("torch", True, "Also measure PyTorch when it is installed.")
+LATENT_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
+BATCH = 64
+
+
+def _config(size, channels):
+    config = default.get_config()
+    config.image_size, config.channels = size, channels
+    return config
+
+
+def jax_train(config, num_members):
+    """(member-images/s, compile s) over FLAGS.steps steps per member."""
+    method = methods.METHODS["ae"]
+    members = ([{"latent_size": 16, "seed": 0}] if num_members == 1 else
+               [{"latent_size": LATENT_SIZES[i % 8], "seed": i // 8} for i in range(num_members)])
+    state = train.create_train_state(config, method, members)
+    plan = ensemble.plan_execution(config, num_members,
+                                   lambda: train.member_step_bytes(state, config, method))
+    shape = (BATCH * FLAGS.steps, config.image_size, config.image_size, config.channels)
+    images = jnp.asarray(np.random.default_rng(0).integers(0, 256, shape), jnp.uint8)
+    timings = []
+    for epoch in (1, 2):
+        start = time.perf_counter()
+        state, metrics = train.train_epoch(state, images, epoch, method=method, batch_size=BATCH,
+                                           lowering=plan.lowering, loop=plan.loop,
+                                           chunk=plan.chunk)
+        jax.block_until_ready(metrics)
+        timings.append(time.perf_counter() - start)
+    return num_members * shape[0] / timings[1], timings[0] - timings[1], plan
+
+
+def jax_score(config):
+    method = methods.METHODS["ae"]
+    state = train.create_train_state(config, method, [{"latent_size": 16, "seed": 0}])
+    shape = (FLAGS.eval_images, config.image_size, config.image_size, config.channels)
+    images = jnp.asarray(np.random.default_rng(1).integers(0, 256, shape), jnp.uint8)
+
+    def score():
+        return train.score_members(state, images, config=config, method=method,
+                                   lowering="unroll", with_maps=True)
+
+    jax.block_until_ready(score())
+    start = time.perf_counter()
+    jax.block_until_ready(score())
+    return shape[0] / (time.perf_counter() - start)
+
+
+def torch_model(size, channels, latent=16):
+    """The benchmark's AE in PyTorch (NCHW), default PyTorch initialisation."""
+    import torch.nn as tnn
+
+    def down(i, o):
+        return [tnn.Conv2d(i, o, 4, 2, 1, bias=False), tnn.BatchNorm2d(o), tnn.ReLU()]
+
+    def up(i, o, last=False):
+        layers = [tnn.ConvTranspose2d(i, o, 4, 2, 1, bias=False)]
+        return layers if last else layers + [tnn.BatchNorm2d(o), tnn.ReLU()]
+
+    fm = size // 16
+    return tnn.Sequential(
+        *down(channels, 16), *down(16, 32), *down(32, 64), *down(64, 64), tnn.Flatten(),
+        tnn.Linear(64 * fm * fm, 1024), tnn.BatchNorm1d(1024), tnn.ReLU(),
+        tnn.Linear(1024, latent), tnn.Linear(latent, 1024), tnn.BatchNorm1d(1024), tnn.ReLU(),
+        tnn.Linear(1024, 64 * fm * fm), tnn.Unflatten(1, (64, fm, fm)),
+        *up(64, 64), *up(64, 32), *up(32, 16), *up(16, channels, last=True))
+
+
+def torch_measure(size, channels):
+    """(train images/s, one-at-a-time scoring images/s, batched-256 scoring images/s)."""
+    import torch
+
+    model = torch_model(size, channels)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.rand(BATCH, channels, size, size) * 2 - 1
+
+    def step():
+        optimizer.zero_grad()
+        loss = torch.mean((model(x) - x) ** 2)
+        loss.backward()
+        optimizer.step()
+
+    model.train()
+    for _ in range(2):
+        step()
+    start = time.perf_counter()
+    for _ in range(FLAGS.steps):
+        step()
+    train_rate = BATCH * FLAGS.steps / (time.perf_counter() - start)
+    model.eval()
+    test = torch.rand(FLAGS.eval_images, channels, size, size) * 2 - 1
+    rates = []
+    with torch.no_grad():
+        for batch in (1, 256):
+            count = 256 if batch == 1 else FLAGS.eval_images
+            start = time.perf_counter()
+            for i in range(0, count, batch):
+                part = test[i:i + batch]
+                torch.mean((model(part) - part) ** 2, dim=(1, 2, 3)).numpy()
+            rates.append(count / (time.perf_counter() - start))
+    return train_rate, rates[0], rates[1]
+
+
+def main(argv):
+    del argv
+    try:
+        import torch
+
+        has_torch = FLAGS.torch
+        torch_note = f", torch {torch.__version__} with {torch.get_num_threads()} threads"
+    except ImportError:
+        has_torch, torch_note = False, ", torch not installed"
+    print(f"jax {jax.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind}), "
+          f"{os.cpu_count()} cores{torch_note}")
+    print("| input | M | lowering | JAX train img/s | vs seq | compile s | JAX score img/s "
+          "| torch train img/s | JAX/torch train | torch score 1-by-1 | torch score x256 |")
+    print("|---" * 11 + "|")
+    for size in map(int, FLAGS.sizes):
+        for channels in map(int, FLAGS.channels):
+            config = _config(size, channels)
+            single = None
+            score = jax_score(config)
+            reference = torch_measure(size, channels) if has_torch else None
+            for num_members in map(int, FLAGS.members):
+                rate, compile_s, plan = jax_train(config, num_members)
+                single = single or rate
+                torch_cells = ["-"] * 4
+                if reference and num_members == 1:
+                    torch_cells = [f"{reference[0]:.0f}", f"{rate / reference[0]:.2f}x",
+                                   f"{reference[1]:.0f}", f"{reference[2]:.0f}"]
+                print(f"| {size}x{size}x{channels} | {num_members} | {plan.lowering} | "
+                      f"{rate:.0f} | {rate / single:.2f}x | {compile_s:.1f} | "
+                      f"{score:.0f} | " + " | ".join(torch_cells) + " |", flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak resident memory of the process: {peak:.0f} MiB")
+
+
+if __name__ == "__main__":
+    app.run(main)
