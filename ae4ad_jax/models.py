@@ -216,6 +216,7 @@ class ConvBlock(nn.Module):
     upsample: bool = False
     last: bool = False
     axis_name: str | None = None
+    phases: bool = True
 
     @nn.compact
     def __call__(self, x, train: bool, mask=None):
@@ -225,9 +226,9 @@ class ConvBlock(nn.Module):
         if self.upsample:
             for _ in range(self.depth - 1):
                 x = norm_relu(Conv(x.shape[-1], 3, padding=1)(x))
-            x = ConvTranspose(self.features)(x)
+            x = ConvTranspose(self.features, phases=self.phases)(x)
         else:
-            x = norm_relu(Conv(self.features, 4, stride=2, padding=1)(x))
+            x = norm_relu(Conv(self.features, 4, stride=2, padding=1, phases=self.phases)(x))
             for _ in range(self.depth - 1):
                 x = norm_relu(Conv(self.features, 3, padding=1)(x))
             return x
@@ -308,6 +309,7 @@ class AutoEncoder(nn.Module):
     decoder_depth: int = 1
     spatial: bool = False
     axis_name: str | None = None
+    phases: bool = True  # phase-decomposed resampling convolutions (same function, faster)
 
     @nn.compact
     def __call__(self, x, train: bool, mask=None, latent_mask=None) -> dict[str, Any]:
@@ -315,12 +317,13 @@ class AutoEncoder(nn.Module):
         enc_widths = (width, 2 * width, 4 * width, 4 * width)
         dec_widths = (4 * width, 2 * width, width, self.channels)
         for features in enc_widths:
-            x = ConvBlock(features, self.encoder_depth, axis_name=self.axis_name)(x, train, mask)
+            x = ConvBlock(features, self.encoder_depth, axis_name=self.axis_name,
+                          phases=self.phases)(x, train, mask)
         x, z = Bottleneck(self.latent_size, self.hidden_width, self.spatial,
                           self.axis_name)(x, train, mask, latent_mask)
         for i, features in enumerate(dec_widths):
             x = ConvBlock(features, self.decoder_depth, upsample=True, last=i == 3,
-                          axis_name=self.axis_name)(x, train, mask)
+                          axis_name=self.axis_name, phases=self.phases)(x, train, mask)
         return {"recon": x, "z": z}
 
 

@@ -14,7 +14,8 @@ CONFIG_FILE = "config.json"
 # the workdir's checkpoints belong to a different experiment.
 RESUMABLE_KEYS = ("num_epochs", "eval_every_epochs", "checkpoint_every_epochs", "eval.",
                   "entropy_methods",
-                  "data_dir", "tfds_dir", "member_lowering", "epoch_loop", "member_chunk_size")
+                  "data_dir", "tfds_dir", "member_lowering", "epoch_loop", "member_chunk_size",
+                  "model.phase_convs")
 
 
 def _require(condition, message):

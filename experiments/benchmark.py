@@ -36,13 +36,16 @@ flags.DEFINE_list("channels", ["1"], "Channel counts.")
 flags.DEFINE_integer("steps", 6, "Timed training steps (batch 64) per member.")
 flags.DEFINE_integer("eval_images", 1024, "Images scored in the scoring measurement.")
 flags.DEFINE_bool("torch", True, "Also measure PyTorch when it is installed.")
+flags.DEFINE_bool("before", True, "Also measure the single model with XLA's own resampling "
+                  "convolutions (model.phase_convs=False), the state before the rewrite.")
 LATENT_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
 BATCH = 64
 
 
-def _config(size, channels):
+def _config(size, channels, phases=True):
     config = default.get_config()
     config.image_size, config.channels = size, channels
+    config.model.phase_convs = phases
     return config
 
 
@@ -158,6 +161,13 @@ def main(argv):
             single = None
             score = jax_score(config)
             reference = torch_measure(size, channels) if has_torch else None
+            if FLAGS.before:
+                rate, compile_s, plan = jax_train(_config(size, channels, phases=False), 1)
+                before_score = jax_score(_config(size, channels, phases=False))
+                print(f"| {size}x{size}x{channels} (before) | 1 | {plan.lowering} | "
+                      f"{rate:.0f} | - | {compile_s:.1f} | {before_score:.0f} | "
+                      + (f"{reference[0]:.0f} | {rate / reference[0]:.2f}x | - | - |"
+                         if reference else "- | - | - | - |"), flush=True)
             for num_members in map(int, FLAGS.members):
                 rate, compile_s, plan = jax_train(config, num_members)
                 single = single or rate

@@ -196,3 +196,22 @@ def test_conv_transpose_lowerings_match_loop(phases):
     g_phase, g_plain = (jax.grad(loss)(variables, p) for p in (True, False))
     np.testing.assert_allclose(g_phase["params"]["kernel"], g_plain["params"]["kernel"],
                                rtol=1e-4, atol=1e-4)
+
+
+def test_autoencoder_with_and_without_phase_convs_is_the_same_function():
+    x = jax.random.normal(jax.random.PRNGKey(3), (4, 32, 32, 1))
+    fast = models.AutoEncoder(latent_size=4, base_width=4, hidden_width=8)
+    plain = models.AutoEncoder(latent_size=4, base_width=4, hidden_width=8, phases=False)
+    variables = fast.init(jax.random.PRNGKey(0), x, train=False)
+
+    def loss(model, params):
+        out, _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]}, x,
+                             train=True, mutable=["batch_stats"])
+        return jnp.mean(jnp.square(out["recon"] - x))
+
+    value_fast, grad_fast = jax.value_and_grad(lambda p: loss(fast, p))(variables["params"])
+    value_plain, grad_plain = jax.value_and_grad(lambda p: loss(plain, p))(variables["params"])
+    np.testing.assert_allclose(value_fast, value_plain, rtol=1e-5)
+    for a, b in zip(jax.tree_util.tree_leaves(grad_fast), jax.tree_util.tree_leaves(grad_plain),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-6)
