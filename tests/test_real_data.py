@@ -202,3 +202,24 @@ def test_brats_and_rsna_configs_run_end_to_end(config, tmp_path):
     row = _small_run(config, "rsna", tmp_path / "rsna", tmp_path / "run_rsna")
     assert "pixel_ap" not in row and 0 <= row["auroc"] <= 1
     shutil.rmtree(tmp_path / "tfds")
+
+
+@pytest.mark.parametrize("name,make,pixel", [("brats", fixtures.make_brats, True),
+                                             ("rsna", fixtures.make_medad, False)])
+def test_command_line_on_fixture(tmp_path, name, make, pixel):
+    import subprocess
+    import sys
+
+    make(tmp_path / "raw", n_train=20)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, "-m", "ae4ad_jax.main", f"--config=configs/{name}.py",
+         f"--workdir={tmp_path / 'run'}", f"--config.data_dir={tmp_path / 'raw'}",
+         f"--config.tfds_dir={tmp_path / 'tfds'}", "--config.num_epochs=1"],
+        cwd=root, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    row = summary["metrics"][0]
+    assert summary["num_params"] == 2_351_184
+    assert ("pixel_ap" in row and "dice_best" in row) == pixel
+    assert "final: member=0" in result.stdout
