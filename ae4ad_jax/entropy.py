@@ -16,8 +16,8 @@ entropy H(Z) while keeping normal content; these estimators measure it.
 `renyi` — the matrix-based Renyi alpha-entropy of Giraldo, Rao and Principe
     (2014): S_alpha(A) = log(sum_i lambda_i(A)^alpha) / (1 - alpha), A = K / N,
     K_ij = exp(-|z_i - z_j|^2 / (2 sigma^2)). Not a differential entropy: it lies
-    in [0, log N] and depends on the kernel width sigma (default: Scott's rule
-    on the data, which makes it invariant to rescaling z). For alpha = 2 it is
+    in [0, log N] and depends on the kernel width sigma (default: `scott_bandwidth`
+    of the data, which makes it invariant to rescaling z). For alpha = 2 it is
     -log(sum K_ij^2 / N^2), a Parzen estimate of the quadratic Renyi entropy of
     the smoothed density (see `renyi2_gaussian_limit`). Cost: O(N^2 d) for
     alpha = 2, O(N^3) otherwise (an eigendecomposition). Differentiable, meant
@@ -106,9 +106,13 @@ def knn_entropy(z, k=3, block=KNN_BLOCK):
 
 
 def scott_bandwidth(z):
-    """Scott's rule: root mean per-dimension variance x N^(-1/(d+4))."""
+    """sqrt(total variance) x N^(-1/(d+4)): Scott's rule for the norm of d-dim differences.
+
+    Per-dimension Scott widths would leave nearly every pair of points in d > 4
+    dimensions beyond the kernel's reach (a saturated Gram matrix, vanishing gradients).
+    """
     n, d = z.shape
-    return jnp.sqrt(jnp.mean(jnp.var(z, axis=0)) + 1e-12) * n ** (-1.0 / (d + 4))
+    return jnp.sqrt(jnp.sum(jnp.var(z, axis=0)) + 1e-12) * n ** (-1.0 / (d + 4))
 
 
 @functools.partial(jax.jit, static_argnames=("alpha",))
@@ -141,7 +145,7 @@ def batch_renyi2(z, weights, active):
     n, d = jnp.sum(weights), jnp.sum(active)
     mean = jnp.sum(weights[:, None] * z, axis=0) / n
     var = jnp.sum(weights[:, None] * jnp.square(z - mean), axis=0) / n
-    sigma = jnp.sqrt(jnp.sum(var * active) / d + 1e-12) * n ** (-1.0 / (d + 4.0))
+    sigma = jnp.sqrt(jnp.sum(var * active) + 1e-12) * n ** (-1.0 / (d + 4.0))
     squared_norms = jnp.sum(z * z, axis=1)
     dist2 = jnp.maximum(squared_norms[:, None] + squared_norms[None, :] - 2.0 * z @ z.T, 0.0)
     dist2 = jnp.where(jnp.eye(b, dtype=bool), 0.0, dist2)
