@@ -1,9 +1,20 @@
-"""The one exception type for user mistakes.
+"""The one exception type for user mistakes, and how command lines report it.
 
-`main` prints its message as one paragraph, without a traceback, and exits
-with status 2. Everything else is a bug and keeps its traceback.
+Command lines print its message as one paragraph, without a traceback, and
+exit with status 2. Everything else is a bug and keeps its traceback.
 """
+
+import sys
 
 
 class UserError(Exception):
     """Bad input from the user: a config value, a file, a folder, a checkpoint."""
+
+
+def exit_on_user_error(fn, *args, **kwargs):
+    """Runs `fn`; a UserError becomes `error: message` on stderr and exit status 2."""
+    try:
+        return fn(*args, **kwargs)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

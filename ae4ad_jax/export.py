@@ -10,12 +10,11 @@ or resumes training, exactly as a run of that single model.
 """
 
 import json
-import sys
 
 from absl import app, flags
 
 from ae4ad_jax import checkpointing, ensemble, models, reporting, train, validation
-from ae4ad_jax.errors import UserError
+from ae4ad_jax.errors import UserError, exit_on_user_error
 from ae4ad_jax.methods import METHODS
 
 
@@ -56,11 +55,8 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     reporting.quiet_library_logs()
-    try:
-        print(json.dumps(export_member(FLAGS.workdir, FLAGS.member, FLAGS.out)))
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    exported = exit_on_user_error(export_member, FLAGS.workdir, FLAGS.member, FLAGS.out)
+    print(json.dumps(exported))
 
 
 if __name__ == "__main__":

@@ -6,13 +6,11 @@
 Exit status 0 on success; 2 with a one-paragraph message on bad input.
 """
 
-import sys
-
 from absl import app, flags
 from ml_collections import config_flags
 
 from ae4ad_jax import reporting, train, validation
-from ae4ad_jax.errors import UserError
+from ae4ad_jax.errors import UserError, exit_on_user_error
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -27,16 +25,15 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     reporting.quiet_library_logs()
-    try:
-        config = FLAGS.config
-        if config is None:
-            if not FLAGS.eval_only:
-                raise UserError("No --config given: name a config file (configs/*.py).")
-            config = validation.load_saved_config(FLAGS.workdir)
-        train.train_and_evaluate(config, FLAGS.workdir, eval_only=FLAGS.eval_only)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    exit_on_user_error(run, FLAGS.config, FLAGS.workdir, FLAGS.eval_only)
+
+
+def run(config, workdir, eval_only):
+    if config is None:
+        if not eval_only:
+            raise UserError("No --config given: name a config file (configs/*.py).")
+        config = validation.load_saved_config(workdir)
+    return train.train_and_evaluate(config, workdir, eval_only=eval_only)
 
 
 if __name__ == "__main__":

@@ -3,22 +3,24 @@
     python -m ae4ad_jax.report --workdir=runs/table1_brats [--workdir=...] [--out=DIR]
 
 Reads each workdir's `summary.json` (the final metrics of every member),
-groups members by latent size d, and writes to `OUT` (default: the first
-workdir's `report/`): `table1.md` and `table1.csv` (mean and standard
-deviation over seeds, np.std with ddof=0, in percent), `error_vs_d.png`
-(reconstruction error of train-normal, test-normal and test-abnormal images
-against d, the paper's figure) and `auroc_vs_d.png`.
+groups members by latent size d (and entropy weight lambda, where swept), and
+writes to `OUT` (default: the first workdir's `report/`): `table1.md` and
+`table1.csv` (mean and standard deviation over seeds, np.std with ddof=0;
+metrics in percent, latent entropies in nats; the oracle d next to the
+label-free choice of `select_latent_size`), `error_vs_d.png` (reconstruction
+error of train-normal, test-normal and test-abnormal images against d, the
+paper's figure), `auroc_vs_d.png` and, where entropies were recorded,
+`entropy_vs_d.png` and `auroc_vs_entropy.png`.
 """
 
 import csv
 import json
 import os
-import sys
 
 import numpy as np
 from absl import app, flags
 
-from ae4ad_jax.errors import UserError
+from ae4ad_jax.errors import UserError, exit_on_user_error
 
 TABLE_COLUMNS = (("auroc", "AUROC", 100), ("ap", "AP", 100), ("pixel_ap", "AP_pix", 100),
                  ("dice_best", "best Dice*", 100)) + tuple(
@@ -194,11 +196,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    try:
-        print(write_report(FLAGS.workdir, FLAGS.out))
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    print(exit_on_user_error(write_report, FLAGS.workdir, FLAGS.out))
 
 
 if __name__ == "__main__":

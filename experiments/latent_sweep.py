@@ -16,7 +16,7 @@ from ml_collections import config_flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ae4ad_jax import reporting, train  # noqa: E402
-from ae4ad_jax.errors import UserError  # noqa: E402
+from ae4ad_jax.errors import exit_on_user_error  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
@@ -36,11 +36,8 @@ def main(argv):
         config = FLAGS.config.copy_and_resolve_references()
         config.unlock()
         config.latent_size = d
-        try:
-            summary = train.train_and_evaluate(config, os.path.join(FLAGS.workdir, f"d{d}"))
-        except UserError as error:
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(2)
+        summary = exit_on_user_error(train.train_and_evaluate, config,
+                                     os.path.join(FLAGS.workdir, f"d{d}"))
         rows.append((d, summary["metrics"][0]))
     print("| d | " + " | ".join(COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 1) + "|")
