@@ -166,7 +166,7 @@ def train_epoch(state, train_images, epoch, *, method, batch_size, lowering, loo
         state, metrics = _train_batch(state, train_images, indices, weights, t,
                                       method=method, lowering=lowering)
         step_metrics.append(metrics)
-    return state, jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *step_metrics)
+    return state, ensemble.stack(step_metrics)
 
 
 def member_step_bytes(state, config, method) -> int:
