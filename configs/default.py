@@ -9,6 +9,10 @@ batch size, architecture and preprocessing are the reference's
 
 import ml_collections
 
+# The paper's latent-size ablation (Table 1): latent sizes and seeds.
+PAPER_LATENT_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
+PAPER_SEEDS = (0, 1, 2)
+
 
 def get_config():
     config = ml_collections.ConfigDict()

@@ -7,10 +7,10 @@ auroc_vs_d.png) is written at the end; `python -m ae4ad_jax.report` rebuilds it.
 """
 
 from configs import brats
+from configs.default import PAPER_LATENT_SIZES, PAPER_SEEDS
 
 
 def get_config():
     config = brats.get_config()
-    config.latent_sizes = (1, 2, 4, 8, 16, 32, 64, 128)
-    config.seeds = (0, 1, 2)
+    config.latent_sizes, config.seeds = PAPER_LATENT_SIZES, PAPER_SEEDS
     return config
