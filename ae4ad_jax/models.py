@@ -6,6 +6,7 @@ here and nowhere else, so that results are comparable with the paper.
 Tensors are NHWC: `[B, H, W, C]`.
 """
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -37,13 +38,14 @@ def torch_bias_init(fan_in: int):
 
 
 class Dense(nn.Module):
-    """torch.nn.Linear: weight and bias both U(-1/sqrt(in), 1/sqrt(in))."""
+    """torch.nn.Linear: weight and bias both U(-1/sqrt(in), 1/sqrt(in)); float32
+    parameters, computed in the input's dtype."""
 
     features: int
 
     @nn.compact
     def __call__(self, x):
-        return nn.Dense(self.features, kernel_init=torch_kernel_init(),
+        return nn.Dense(self.features, kernel_init=torch_kernel_init(), dtype=x.dtype,
                         bias_init=torch_bias_init(x.shape[-1]))(x)
 
 
@@ -51,8 +53,21 @@ _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
 
 def _conv(x, kernel, stride, padding):
-    return lax.conv_general_dilated(x, kernel, (stride, stride), ((padding, padding),) * 2,
-                                    dimension_numbers=_DIMENSIONS)
+    return _convolve(x, kernel, (stride, stride), ((padding, padding),) * 2)
+
+
+def _convolve(x, kernel, strides, padding, lhs_dilation=None):
+    """Convolution summing in float32 whatever the operands' dtype (bfloat16 products
+    summed in bfloat16 lose the gradients), returned in the operands' dtype."""
+    y = lax.conv_general_dilated(x, kernel, strides, padding, lhs_dilation=lhs_dilation,
+                                 dimension_numbers=_DIMENSIONS,
+                                 preferred_element_type=jnp.float32)
+    return y.astype(x.dtype)
+
+
+def _flip_io(kernel):
+    """The HWIO kernel of the adjoint of a (4, 2, 1) resampling convolution."""
+    return jnp.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
 
 
 @jax.custom_vjp
@@ -68,7 +83,7 @@ def _downsample_forward(x, kernel):
 
 def _downsample_backward(residuals, grad):
     x, kernel = residuals
-    grad_x = upsample_by_phases(grad, jnp.transpose(kernel[::-1, ::-1], (0, 1, 3, 2)))
+    grad_x = upsample_by_phases(grad, _flip_io(kernel))
     grad_kernel = jax.vjp(lambda k: _conv(x, k, 2, 1), kernel)[1](grad)[0]
     return grad_x, grad_kernel
 
@@ -116,12 +131,10 @@ class ConvTranspose(nn.Module):
         kernel = self.param("kernel", torch_kernel_init(in_axis=-1, out_axis=-2),
                             (k, k, x.shape[-1], self.features)).astype(x.dtype)
         if self.phases and (k, self.stride, self.padding) == (4, 2, 1):
-            return upsample_by_phases(x, kernel)
+            return upsample_conv(x, kernel)
         edge = k - 1 - self.padding
-        return lax.conv_general_dilated(
-            x, kernel, window_strides=(1, 1), padding=((edge, edge),) * 2,
-            lhs_dilation=(self.stride, self.stride),
-            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return _convolve(x, kernel, (1, 1), ((edge, edge),) * 2,
+                         lhs_dilation=(self.stride, self.stride))
 
 
 # Output row 2i + a of the dilated convolution reads input rows i - 1 + a and i + a
@@ -141,12 +154,92 @@ def upsample_by_phases(x, kernel):
         for b in (0, 1):
             taps_x, pad_x = _PHASE_TAPS[b]
             sub = kernel[jnp.array(taps_y)][:, jnp.array(taps_x)]  # [2, 2, I, O]
-            cols.append(lax.conv_general_dilated(
-                x, sub, window_strides=(1, 1), padding=(pad_y, pad_x),
-                dimension_numbers=("NHWC", "HWIO", "NHWC")))
+            cols.append(_convolve(x, sub, (1, 1), (pad_y, pad_x)))
         rows.append(jnp.stack(cols, axis=3))  # [N, H, W, 2(b), O]
     out = jnp.stack(rows, axis=2)  # [N, H, 2(a), W, 2(b), O]
     return out.reshape(n, 2 * h, 2 * w, -1)
+
+
+@jax.custom_vjp
+def upsample_conv(x, kernel):
+    """ConvTranspose(4, stride 2, padding 1) by phases, whose input gradient (a strided
+    convolution) is computed as one stride-2 convolution. Same function."""
+    return upsample_by_phases(x, kernel)
+
+
+def _upsample_forward(x, kernel):
+    return upsample_by_phases(x, kernel), (x, kernel)
+
+
+def _upsample_backward(residuals, grad):
+    x, kernel = residuals
+    grad_kernel = jax.vjp(lambda k: upsample_by_phases(x, k), kernel)[1](grad)[0]
+    return _conv(grad, _flip_io(kernel), 2, 1), grad_kernel
+
+
+upsample_conv.defvjp(_upsample_forward, _upsample_backward)
+
+
+def _rows_sum(weights, values):
+    """Sum over all axes but the last, row b weighted by `weights[b]`: a matrix product
+    over the batch, then a sum over positions (XLA:CPU reduces far slower than it
+    multiplies; HIGHEST keeps full float32 on accelerators)."""
+    per_position = jnp.dot(weights, values.reshape(values.shape[0], -1),
+                           precision=lax.Precision.HIGHEST)
+    return jnp.sum(per_position.reshape(-1, values.shape[-1]), axis=0)
+
+
+def _positions(x):
+    count = 1
+    for size in x.shape[1:-1]:
+        count *= size
+    return count
+
+
+def _psum(value, axis_name):
+    return value if axis_name is None else lax.psum(value, axis_name)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def batch_norm_train(x, weights, scale, bias, axis_name=None):
+    """Training-mode BatchNorm of `x` [B, ..., C] over its real rows (`weights` [B] of 0/1).
+
+    Returns (y, mean, biased variance, count). Statistics are pooled over
+    `axis_name` when given. The backward pass is the closed form of BatchNorm's
+    gradient with the same weighted sums as the forward pass (matrix products).
+    """
+    return _batch_norm_forward(x, weights, scale, bias, axis_name)[0]
+
+
+def _batch_norm_forward(x, weights, scale, bias, axis_name):
+    xf = x.astype(jnp.float32)
+    count = _psum(jnp.sum(weights) * _positions(x), axis_name)
+    mean = _psum(_rows_sum(weights, xf), axis_name) / count
+    centred = xf - mean
+    var = _psum(_rows_sum(weights, jnp.square(centred)), axis_name) / count
+    rstd = lax.rsqrt(var + BN_EPSILON)
+    y = (centred * (rstd * scale) + bias).astype(x.dtype)
+    return (y, mean, var, count), (x, weights, scale, mean, rstd, count)
+
+
+def _batch_norm_backward(axis_name, residuals, cotangents):
+    x, weights, scale, mean, rstd, count = residuals
+    grad_y, grad_mean, grad_var, _ = cotangents
+    normalised = (x.astype(jnp.float32) - mean) * rstd
+    grad_y = grad_y.astype(jnp.float32)
+    ones = jnp.ones_like(weights)
+    grad_bias = _rows_sum(ones, grad_y)  # this device's rows, as autodiff gives
+    grad_scale = _rows_sum(ones, grad_y * normalised)
+    total_mean = grad_mean - rstd * scale * _psum(grad_bias, axis_name)
+    total_var = grad_var - 0.5 * rstd * rstd * scale * _psum(grad_scale, axis_name)
+    row = weights.reshape((-1,) + (1,) * (x.ndim - 1)) / count
+    grad_x = (grad_y * (rstd * scale) + row * total_mean
+              + row * (2.0 / rstd) * normalised * total_var)
+    return grad_x.astype(x.dtype), jnp.zeros_like(weights), grad_scale, grad_bias
+
+
+batch_norm_train.defvjp(lambda x, w, s, b, axis_name: _batch_norm_forward(x, w, s, b, axis_name),
+                        _batch_norm_backward)
 
 
 class BatchNorm(nn.Module):
@@ -168,40 +261,16 @@ class BatchNorm(nn.Module):
         running_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
         scale = self.param("scale", nn.initializers.ones, (features,))
         bias = self.param("bias", nn.initializers.zeros, (features,))
-        if train:
-            mean, var = self._batch_moments(x, mask)
-            if not self.is_initializing():
-                count = self._count(x, mask)
-                unbiased = var * count / jnp.maximum(count - 1.0, 1.0)
-                running_mean.value = BN_MOMENTUM * running_mean.value + (1 - BN_MOMENTUM) * mean
-                running_var.value = BN_MOMENTUM * running_var.value + (1 - BN_MOMENTUM) * unbiased
-        else:
-            mean, var = running_mean.value, running_var.value
-        inv = lax.rsqrt(var + BN_EPSILON) * scale
-        return ((x - mean) * inv + bias).astype(x.dtype)
-
-    def _weights(self, x, mask):
-        shape = x.shape[:1] + (1,) * (x.ndim - 1)
-        rows = jnp.ones(shape, jnp.float32) if mask is None else mask.reshape(shape)
-        return rows.astype(jnp.float32)
-
-    def _sum(self, value):
-        return value if self.axis_name is None else lax.psum(value, self.axis_name)
-
-    def _count(self, x, mask):
-        per_row = 1.0
-        for size in x.shape[1:-1]:
-            per_row *= size
-        return self._sum(jnp.sum(self._weights(x, mask)) * per_row)
-
-    def _batch_moments(self, x, mask):
-        axes = tuple(range(x.ndim - 1))
-        weights = self._weights(x, mask)
-        count = self._count(x, mask)
-        xf = x.astype(jnp.float32)
-        mean = self._sum(jnp.sum(weights * xf, axes)) / count
-        var = self._sum(jnp.sum(weights * jnp.square(xf - mean), axes)) / count
-        return mean, var
+        if not train:
+            inv = lax.rsqrt(running_var.value + BN_EPSILON) * scale
+            return ((x - running_mean.value) * inv + bias).astype(x.dtype)
+        weights = (jnp.ones(x.shape[:1]) if mask is None else mask).astype(jnp.float32)
+        y, mean, var, count = batch_norm_train(x, weights, scale, bias, self.axis_name)
+        if not self.is_initializing():
+            unbiased = var * count / jnp.maximum(count - 1.0, 1.0)
+            running_mean.value = BN_MOMENTUM * running_mean.value + (1 - BN_MOMENTUM) * mean
+            running_var.value = BN_MOMENTUM * running_var.value + (1 - BN_MOMENTUM) * unbiased
+        return y
 
 
 class ConvBlock(nn.Module):
@@ -310,9 +379,15 @@ class AutoEncoder(nn.Module):
     spatial: bool = False
     axis_name: str | None = None
     phases: bool = True  # phase-decomposed resampling convolutions (same function, faster)
+    # Activations and products in this dtype (bfloat16 for accelerators); parameters,
+    # BatchNorm statistics and the outputs stay float32.
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool, mask=None, latent_mask=None) -> dict[str, Any]:
+        x = x.astype(self.dtype)
+        if latent_mask is not None:
+            latent_mask = latent_mask.astype(self.dtype)
         width = self.base_width * self.expansion
         enc_widths = (width, 2 * width, 4 * width, 4 * width)
         dec_widths = (4 * width, 2 * width, width, self.channels)
@@ -324,7 +399,7 @@ class AutoEncoder(nn.Module):
         for i, features in enumerate(dec_widths):
             x = ConvBlock(features, self.decoder_depth, upsample=True, last=i == 3,
                           axis_name=self.axis_name, phases=self.phases)(x, train, mask)
-        return {"recon": x, "z": z}
+        return {"recon": x.astype(jnp.float32), "z": z.astype(jnp.float32)}
 
 
 def count_params(params) -> int:

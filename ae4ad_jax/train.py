@@ -265,25 +265,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     plan = ensemble.plan_execution(config, len(members),
                                    functools.partial(member_step_bytes, state, config, method))
     last_saved, rows = start_epoch, None
-    for epoch in range(start_epoch + 1, 1 if eval_only else config.num_epochs + 1):
-        epoch_start = time.time()
-        state, step_metrics = train_epoch(state, device_data["train"], epoch, method=method,
-                                          batch_size=config.batch_size,
-                                          lowering=plan.lowering, loop=plan.loop,
-                                          chunk=plan.chunk)
-        losses = np.asarray(step_metrics["loss"])  # [steps, M]
-        _check_finite(losses, epoch, steps_per_epoch, last_saved, workdir)
-        seconds = time.time() - epoch_start
-        writer.write_train(epoch, losses.mean(axis=0),
-                           data.train_images.shape[0] * len(members) / seconds)
-        rows = None
-        if _is_eval_epoch(epoch, config):
-            rows = evaluate_members(state, members, data, device_data, config, method, plan)
-            writer.write_eval(epoch, rows)
-        if _is_checkpoint_epoch(epoch, config):
-            checkpointing.save(manager, epoch, state)
-            last_saved = epoch
-    manager.wait_until_finished()
+    try:
+        for epoch in range(start_epoch + 1, 1 if eval_only else config.num_epochs + 1):
+            epoch_start = time.time()
+            state, step_metrics = train_epoch(state, device_data["train"], epoch, method=method,
+                                              batch_size=config.batch_size,
+                                              lowering=plan.lowering, loop=plan.loop,
+                                              chunk=plan.chunk)
+            losses = np.asarray(step_metrics["loss"])  # [steps, M]
+            _check_finite(losses, epoch, steps_per_epoch, last_saved, workdir)
+            seconds = time.time() - epoch_start
+            writer.write_train(epoch, losses.mean(axis=0),
+                               data.train_images.shape[0] * len(members) / seconds)
+            rows = None
+            if _is_eval_epoch(epoch, config):
+                rows = evaluate_members(state, members, data, device_data, config, method, plan)
+                writer.write_eval(epoch, rows)
+            if _is_checkpoint_epoch(epoch, config):
+                checkpointing.save(manager, epoch, state)
+                last_saved = epoch
+    finally:  # a save in flight completes even when training stops with an error
+        manager.wait_until_finished()
     if rows is None:
         reporting.log(f"Evaluating the checkpoint of epoch {last_saved}.")
         rows = evaluate_members(state, members, data, device_data, config, method, plan)

@@ -10,12 +10,13 @@ from ae4ad_jax.errors import UserError
 from ae4ad_jax.methods import METHODS
 
 CONFIG_FILE = "config.json"
+COMPUTE_DTYPES = ("float32", "bfloat16")
 # Keys that may change between a run and its resumption; any other change makes
 # the workdir's checkpoints belong to a different experiment.
 RESUMABLE_KEYS = ("num_epochs", "eval_every_epochs", "checkpoint_every_epochs", "eval.",
                   "entropy_methods",
                   "data_dir", "tfds_dir", "member_lowering", "epoch_loop", "member_chunk_size",
-                  "model.phase_convs")
+                  "model.phase_convs", "model.compute_dtype")
 
 
 def _require(condition, message):
@@ -55,6 +56,9 @@ def validate_config(config) -> None:
              f"{weights!r}.")
     _require(all(d >= 1 for d in config.latent_sizes),
              f"Config key latent_sizes must hold positive integers, got {config.latent_sizes}.")
+    _require(config.model.compute_dtype in COMPUTE_DTYPES,
+             f"Config key model.compute_dtype must be one of {COMPUTE_DTYPES}, "
+             f"got {config.model.compute_dtype!r}.")
     _require(config.member_lowering in ensemble.LOWERINGS,
              f"Config key member_lowering must be one of {ensemble.LOWERINGS}, "
              f"got {config.member_lowering!r}.")
@@ -147,6 +151,7 @@ def load_saved_config(workdir: str):
             from None
     for key in ("latent_sizes", "seeds", "entropy_methods", "entropy_weights"):
         saved[key] = tuple(saved.get(key, ()))
+    saved.setdefault("model", {}).setdefault("compute_dtype", "float32")  # older workdirs
     return ml_collections.ConfigDict(saved)
 
 

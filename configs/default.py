@@ -44,7 +44,10 @@ def get_config():
         base_width=16, expansion=1, hidden_width=1024,
         encoder_depth=1, decoder_depth=1, spatial=False,
         # Resampling convolutions by phases: the same function, faster (False: XLA's own).
-        phase_convs=True))
+        phase_convs=True,
+        # "bfloat16": activations and products in bfloat16 (for GPUs/TPUs; slow on CPU);
+        # parameters, optimiser state, BatchNorm statistics and the loss stay float32.
+        compute_dtype="float32"))
     config.optim = ml_collections.ConfigDict(dict(b1=0.9, b2=0.999, eps=1e-8))
     # Latent entropy H(Z) of train-normal, test-normal and test-abnormal codes at every
     # evaluation (ae4ad_jax/entropy.py): any of "gaussian", "knn", "renyi".

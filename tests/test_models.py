@@ -164,6 +164,63 @@ def test_batchnorm_mask_ignores_padding_rows():
                                    rtol=1e-5, atol=1e-6)
 
 
+def _batch_norm_by_autodiff(x, weights, scale, bias, axis_name=None):
+    """The plain weighted BatchNorm, differentiated by JAX: the reference for the closed form."""
+    def total(v, axes=None):
+        v = jnp.sum(v, axes)
+        return v if axis_name is None else jax.lax.psum(v, axis_name)
+
+    rows = weights.reshape((-1,) + (1,) * (x.ndim - 1))
+    axes = tuple(range(x.ndim - 1))
+    count = total(weights) * np.prod(x.shape[1:-1])
+    mean = total(rows * x, axes) / count
+    var = total(rows * (x - mean) ** 2, axes) / count
+    y = (x - mean) / jnp.sqrt(var + models.BN_EPSILON) * scale + bias
+    return y, mean, var, count
+
+
+@pytest.mark.parametrize("shape", [(6, 3, 2, 4), (7, 5)])
+def test_batch_norm_gradient_matches_autodiff(shape):
+    rng = np.random.default_rng(8)
+    x = jnp.asarray(rng.standard_normal(shape) * 2 + 1, jnp.float32)
+    weights = jnp.asarray((np.arange(shape[0]) < shape[0] - 2).astype(np.float32))
+    scale = jnp.asarray(rng.uniform(0.5, 1.5, shape[-1]), jnp.float32)
+    bias = jnp.asarray(rng.standard_normal(shape[-1]), jnp.float32)
+    probe = [jnp.asarray(rng.standard_normal(s), jnp.float32)
+             for s in (shape, shape[-1:], shape[-1:])]
+
+    def objective(fn):
+        def f(x, scale, bias):
+            y, mean, var, _ = fn(x, weights, scale, bias)
+            return (jnp.sum(jnp.sin(y) * probe[0]) + jnp.sum(mean * probe[1])
+                    + jnp.sum(var * probe[2]))
+        return f
+
+    fast = jax.grad(objective(models.batch_norm_train), argnums=(0, 1, 2))(x, scale, bias)
+    plain = jax.grad(objective(_batch_norm_by_autodiff), argnums=(0, 1, 2))(x, scale, bias)
+    for a, b in zip(fast, plain, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_batch_norm_gradient_across_devices_matches_autodiff():
+    """Statistics pooled over an axis (vmap with axis_name stands in for devices)."""
+    rng = np.random.default_rng(9)
+    x = jnp.asarray(rng.standard_normal((3, 4, 2, 2, 3)), jnp.float32)  # [devices, B, h, w, C]
+    weights = jnp.asarray(rng.integers(0, 2, (3, 4)), jnp.float32).at[:, 0].set(1.0)
+    scale, bias = jnp.full(3, 1.3), jnp.full(3, 0.2)
+    probe = jnp.asarray(rng.standard_normal(x.shape), jnp.float32)
+
+    def grads(fn):
+        def local(x, w, p):
+            return jax.grad(lambda x, s: jnp.sum(jnp.sin(fn(x, w, s, bias, "d")[0]) * p),
+                            argnums=(0, 1))(x, scale)
+        return jax.vmap(local, axis_name="d")(x, weights, probe)
+
+    for a, b in zip(grads(models.batch_norm_train), grads(_batch_norm_by_autodiff),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_resize_latent_pads_and_cuts_only_latent_axes():
     model = models.AutoEncoder(latent_size=3, base_width=4, hidden_width=8)
     params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 1)), train=False)["params"]
@@ -190,12 +247,15 @@ def test_conv_transpose_lowerings_match_loop(phases):
     kernel = np.asarray(variables["params"]["kernel"])
     expected = conv_transpose2d_loop(x, kernel[::-1, ::-1].transpose(2, 3, 0, 1), 2, 1)
     np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-5)
-    # Gradients agree too (what training sees).
-    def loss(v, p):
-        return jnp.sum(models.ConvTranspose(3, phases=p).apply(v, jnp.asarray(x)) ** 2)
-    g_phase, g_plain = (jax.grad(loss)(variables, p) for p in (True, False))
-    np.testing.assert_allclose(g_phase["params"]["kernel"], g_plain["params"]["kernel"],
+    # Gradients agree too (what training sees): the kernel's, and the input's, which the
+    # phase lowering computes as one stride-2 convolution.
+    def loss(v, x, p):
+        return jnp.sum(jnp.sin(models.ConvTranspose(3, phases=p).apply(v, x)))
+    g_phase, g_plain = (jax.grad(loss, argnums=(0, 1))(variables, jnp.asarray(x), p)
+                        for p in (True, False))
+    np.testing.assert_allclose(g_phase[0]["params"]["kernel"], g_plain[0]["params"]["kernel"],
                                rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(g_phase[1], g_plain[1], rtol=1e-4, atol=1e-5)
 
 
 def test_autoencoder_with_and_without_phase_convs_is_the_same_function():
