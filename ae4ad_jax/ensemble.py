@@ -9,6 +9,7 @@ same training as that standalone model (tests/test_ensemble.py).
 """
 
 import dataclasses
+import functools
 import itertools
 
 import jax
@@ -106,16 +107,23 @@ def member(tree, m: int, keep_axis: bool = False):
     return jax.tree_util.tree_map(lambda x: x[index], tree)
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _members_slice(tree, start: int, size: int):
+    return jax.tree_util.tree_map(lambda x: x[start:start + size], tree)
+
+
 def chunks(tree, size: int):
-    """Consecutive groups of `size` members (the last may be smaller)."""
+    """Consecutive groups of `size` members (the last may be smaller); one device call each."""
     num_members = jax.tree_util.tree_leaves(tree)[0].shape[0]
     for start in range(0, num_members, size):
-        yield jax.tree_util.tree_map(lambda x, s=start: x[s:s + size], tree)
+        yield _members_slice(tree, start, min(size, num_members - start))
 
 
+@jax.jit
 def stack(trees):
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
 
 
+@functools.partial(jax.jit, static_argnums=1)
 def concatenate(trees, axis=0):
     return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs, axis), *trees)
