@@ -45,7 +45,7 @@ def get_config():
         encoder_depth=1, decoder_depth=1, spatial=False,
         # Resampling convolutions by phases: the same function, faster (False: XLA's own).
         phase_convs=True,
-        # "bfloat16": activations and products in bfloat16 (for GPUs/TPUs; slow on CPU);
+        # "bfloat16": activations and products in bfloat16 (for GPUs/TPUs; no faster on CPU);
         # parameters, optimiser state, BatchNorm statistics and the loss stay float32.
         compute_dtype="float32"))
     config.optim = ml_collections.ConfigDict(dict(b1=0.9, b2=0.999, eps=1e-8))
