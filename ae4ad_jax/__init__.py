@@ -6,9 +6,9 @@ __version__ = "0.1.0"
 
 # XLA:CPU hands convolutions to YNNPACK by default; on the benchmark's AE its own
 # (Eigen) convolutions are faster: training +15-25%, scoring +30-65% on 2 cores
-# (A/B runs of the train step and of scoring, README). The option only concerns the CPU backend and
-# must be set before JAX starts a backend; a user's own setting wins, and
-# AE4AD_KEEP_XLA_FLAGS=1 leaves XLA_FLAGS untouched.
+# (A/B runs of the train step and of scoring, README). The option concerns only
+# the CPU backend and must be set before JAX starts a backend; a user's own
+# setting wins, and AE4AD_KEEP_XLA_FLAGS=1 leaves XLA_FLAGS untouched.
 CPU_XLA_FLAG = "--xla_cpu_experimental_ynn_fusion_type="
 
 

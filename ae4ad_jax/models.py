@@ -238,8 +238,7 @@ def _batch_norm_backward(axis_name, residuals, cotangents):
     return grad_x.astype(x.dtype), jnp.zeros_like(weights), grad_scale, grad_bias
 
 
-batch_norm_train.defvjp(lambda x, w, s, b, axis_name: _batch_norm_forward(x, w, s, b, axis_name),
-                        _batch_norm_backward)
+batch_norm_train.defvjp(_batch_norm_forward, _batch_norm_backward)
 
 
 class BatchNorm(nn.Module):
