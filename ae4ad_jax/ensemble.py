@@ -107,9 +107,10 @@ def member(tree, m: int, keep_axis: bool = False):
     return jax.tree_util.tree_map(lambda x: x[index], tree)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def _members_slice(tree, start: int, size: int):
-    return jax.tree_util.tree_map(lambda x: x[start:start + size], tree)
+@functools.partial(jax.jit, static_argnums=2)
+def _members_slice(tree, start, size: int):
+    """Members start..start+size-1; `start` is traced, so one compile serves every chunk."""
+    return jax.tree_util.tree_map(lambda x: jax.lax.dynamic_slice_in_dim(x, start, size), tree)
 
 
 def chunks(tree, size: int):
