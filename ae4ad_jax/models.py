@@ -70,22 +70,87 @@ def _flip_io(kernel):
     return jnp.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
 
 
-@jax.custom_vjp
-def downsample_conv(x, kernel):
-    """Conv 4x4, stride 2, padding 1, whose input gradient (a transposed convolution)
-    is computed by phases instead of XLA's zero-dilated convolution. Same function."""
+# Which lowering each resampling convolution takes, by the channel count of its
+# full-resolution side (a downsampling conv's input, an upsampling conv's output):
+# up to these counts the space-to-depth forms are faster on XLA:CPU, beyond them the
+# strided convolution (down) and the phases (up) are (per-layer A/B, README).
+S2D_DOWN_MAX_CHANNELS = 4
+S2D_UP_MAX_CHANNELS = 16
+
+
+def space_to_depth(x):
+    """[N, 2h, 2w, C] -> [N, h, w, 4C]: each 2x2 block's pixels as channels (row, col, C)."""
+    n, h, w, c = x.shape
+    x = x.reshape(n, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(n, h // 2, w // 2, 4 * c)
+
+
+def depth_to_space(y):
+    """The inverse of `space_to_depth`: [N, h, w, 4C] -> [N, 2h, 2w, C]."""
+    n, h, w, c4 = y.shape
+    y = y.reshape(n, h, w, 2, 2, c4 // 4).transpose(0, 1, 3, 2, 4, 5)
+    return y.reshape(n, 2 * h, 2 * w, c4 // 4)
+
+
+def _pad1(x):
+    return jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+
+
+def downsample_by_s2d(x, kernel):
+    """Conv(4, stride 2, padding 1) as a 2x2 stride-1 convolution over the padded input's
+    2x2 blocks: padded row 2(i + d) + p meets kernel row 2d + p. Needs even H and W."""
+    i, o = kernel.shape[2:]
+    blocks = kernel.reshape(2, 2, 2, 2, i, o).transpose(0, 2, 1, 3, 4, 5)
+    return _convolve(space_to_depth(_pad1(x)), blocks.reshape(2, 2, 4 * i, o), (1, 1),
+                     ((0, 0), (0, 0)))
+
+
+def upsample_by_s2d(x, kernel):
+    """ConvTranspose(4, stride 2, padding 1) as one 2x2 stride-1 convolution of the padded
+    input into the four output phases as channels, then depth-to-space, cropped by one.
+    `kernel` is the HWIO kernel of the equivalent dilated convolution: block row u of
+    phase a reads input rows u - 1 and u through kernel rows 1 - a and 3 - a."""
+    i, o = kernel.shape[2:]
+    taps = kernel.reshape(2, 2, 2, 2, i, o)[:, ::-1][:, :, :, ::-1]  # [t, a, t', b, I, O]
+    taps = taps.transpose(0, 2, 4, 1, 3, 5).reshape(2, 2, i, 4 * o)
+    y = depth_to_space(_convolve(_pad1(x), taps, (1, 1), ((0, 0), (0, 0))))
+    return y[:, 1:-1, 1:-1]
+
+
+def _even(x):
+    return x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0
+
+
+def _downsample(x, kernel):
+    if _even(x) and x.shape[-1] <= S2D_DOWN_MAX_CHANNELS:
+        return downsample_by_s2d(x, kernel)
     return _conv(x, kernel, 2, 1)
 
 
+def _upsample(x, kernel):
+    if kernel.shape[-1] <= S2D_UP_MAX_CHANNELS:
+        return upsample_by_s2d(x, kernel)
+    return upsample_by_phases(x, kernel)
+
+
+@jax.custom_vjp
+def downsample_conv(x, kernel):
+    """Conv 4x4, stride 2, padding 1, lowered by its channel counts (space-to-depth or
+    XLA's strided convolution), whose input gradient is the adjoint upsampling conv
+    (phases or space-to-depth) instead of XLA's zero-dilated convolution. Same function."""
+    return _downsample(x, kernel)
+
+
 def _downsample_forward(x, kernel):
-    return _conv(x, kernel, 2, 1), (x, kernel)
+    return _downsample(x, kernel), (x, kernel)
 
 
 def _downsample_backward(residuals, grad):
     x, kernel = residuals
-    grad_x = upsample_by_phases(grad, _flip_io(kernel))
-    grad_kernel = jax.vjp(lambda k: _conv(x, k, 2, 1), kernel)[1](grad)[0]
-    return grad_x, grad_kernel
+    if not _even(x):  # the adjoint upsampling would miss the last row or column
+        return jax.vjp(lambda x, k: _conv(x, k, 2, 1), x, kernel)[1](grad)
+    grad_kernel = jax.vjp(lambda k: _downsample(x, k), kernel)[1](grad)[0]
+    return _upsample(grad, _flip_io(kernel)), grad_kernel
 
 
 downsample_conv.defvjp(_downsample_forward, _downsample_backward)
@@ -98,7 +163,7 @@ class Conv(nn.Module):
     kernel_size: int
     stride: int = 1
     padding: int = 0
-    phases: bool = True  # the (4, 2, 1) case with a phase-decomposed input gradient
+    phases: bool = True  # the (4, 2, 1) case lowered by its channels (downsample_conv)
 
     @nn.compact
     def __call__(self, x):
@@ -123,7 +188,7 @@ class ConvTranspose(nn.Module):
     kernel_size: int = 4
     stride: int = 2
     padding: int = 1
-    phases: bool = True  # the (4, 2, 1) case as four stride-1 convolutions (same function)
+    phases: bool = True  # the (4, 2, 1) case lowered by its channels (upsample_conv)
 
     @nn.compact
     def __call__(self, x):
@@ -162,19 +227,20 @@ def upsample_by_phases(x, kernel):
 
 @jax.custom_vjp
 def upsample_conv(x, kernel):
-    """ConvTranspose(4, stride 2, padding 1) by phases, whose input gradient (a strided
-    convolution) is computed as one stride-2 convolution. Same function."""
-    return upsample_by_phases(x, kernel)
+    """ConvTranspose(4, stride 2, padding 1) by phases or space-to-depth (by its channel
+    counts), whose input gradient (a strided convolution) is the adjoint downsampling
+    conv. Same function."""
+    return _upsample(x, kernel)
 
 
 def _upsample_forward(x, kernel):
-    return upsample_by_phases(x, kernel), (x, kernel)
+    return _upsample(x, kernel), (x, kernel)
 
 
 def _upsample_backward(residuals, grad):
     x, kernel = residuals
-    grad_kernel = jax.vjp(lambda k: upsample_by_phases(x, k), kernel)[1](grad)[0]
-    return _conv(grad, _flip_io(kernel), 2, 1), grad_kernel
+    grad_kernel = jax.vjp(lambda k: _upsample(x, k), kernel)[1](grad)[0]
+    return _downsample(grad, _flip_io(kernel)), grad_kernel
 
 
 upsample_conv.defvjp(_upsample_forward, _upsample_backward)
@@ -377,7 +443,7 @@ class AutoEncoder(nn.Module):
     decoder_depth: int = 1
     spatial: bool = False
     axis_name: str | None = None
-    phases: bool = True  # phase-decomposed resampling convolutions (same function, faster)
+    phases: bool = True  # fast resampling lowerings (phases, space-to-depth): same function
     # Activations and products in this dtype (bfloat16 for accelerators); parameters,
     # BatchNorm statistics and the outputs stay float32.
     dtype: Any = jnp.float32

@@ -43,7 +43,8 @@ def get_config():
     config.model = ml_collections.ConfigDict(dict(
         base_width=16, expansion=1, hidden_width=1024,
         encoder_depth=1, decoder_depth=1, spatial=False,
-        # Resampling convolutions by phases: the same function, faster (False: XLA's own).
+        # Resampling convolutions by phases or space-to-depth, chosen by their channel
+        # counts: the same function, faster (False: XLA's own lowerings).
         phase_convs=True,
         # "bfloat16": activations and products in bfloat16 (for GPUs/TPUs; no faster on CPU);
         # parameters, optimiser state, BatchNorm statistics and the loss stay float32.

@@ -1,5 +1,7 @@
 """The AE's layers against their PyTorch meaning, written as numpy loops."""
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -80,11 +82,18 @@ def test_conv_4x4_stride2_matches_loop():
     assert y.shape == (2, 4, 4, 5)
 
 
-def test_downsample_conv_gradients_match_xla():
+# Channel counts on each side of models.S2D_DOWN_MAX_CHANNELS / S2D_UP_MAX_CHANNELS, so
+# that both lowerings of each resampling convolution (and of its input gradient) run.
+@pytest.mark.parametrize("shape", [(2, 8, 6, 3), (2, 8, 6, 6), (2, 7, 5, 3)])
+def test_downsample_conv_gradients_match_xla(shape):
+    assert models.S2D_DOWN_MAX_CHANNELS == 4 and models.S2D_UP_MAX_CHANNELS == 16
     rng = np.random.default_rng(6)
-    x = jnp.asarray(rng.standard_normal((2, 8, 6, 3)), jnp.float32)
+    x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
     module = models.Conv(5, 4, stride=2, padding=1)
     variables = module.init(jax.random.PRNGKey(0), x)
+    kernel = np.asarray(variables["params"]["kernel"])
+    np.testing.assert_allclose(module.apply(variables, x), conv2d_loop(np.asarray(x), kernel, 2, 1),
+                               rtol=1e-4, atol=1e-5)
 
     def loss(v, x, phases):
         conv = models.Conv(5, 4, stride=2, padding=1, phases=phases)
@@ -95,6 +104,29 @@ def test_downsample_conv_gradients_match_xla():
     np.testing.assert_allclose(fast[1], plain[1], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(fast[0]["params"]["kernel"], plain[0]["params"]["kernel"],
                                rtol=1e-4, atol=1e-5)
+
+
+def test_space_to_depth_layout_and_inverse():
+    x = np.arange(2 * 4 * 6 * 3, dtype=np.float32).reshape(2, 4, 6, 3)
+    s = np.asarray(models.space_to_depth(jnp.asarray(x)))
+    assert s.shape == (2, 2, 3, 12)
+    for n, i, j, p, q, c in itertools.product(range(2), range(2), range(3), range(2), range(2),
+                                              range(3)):
+        assert s[n, i, j, (2 * p + q) * 3 + c] == x[n, 2 * i + p, 2 * j + q, c]
+    np.testing.assert_array_equal(models.depth_to_space(jnp.asarray(s)), x)
+
+
+@pytest.mark.parametrize("features", [3, 20])
+def test_resampling_lowerings_are_the_same_functions(features):
+    """Space-to-depth and phase/strided lowerings against XLA's plain convolutions."""
+    rng = np.random.default_rng(8)
+    x = jnp.asarray(rng.standard_normal((2, 6, 4, 5)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((4, 4, 5, features)), jnp.float32)
+    plain_up = models._convolve(x, kernel, (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2))
+    for up in (models.upsample_by_s2d, models.upsample_by_phases):
+        np.testing.assert_allclose(up(x, kernel), plain_up, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(models.downsample_by_s2d(x, kernel), models._conv(x, kernel, 2, 1),
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_conv_transpose_matches_torch_semantics():
@@ -238,19 +270,20 @@ def test_resize_latent_pads_and_cuts_only_latent_axes():
 
 
 @pytest.mark.parametrize("phases", [True, False])
-def test_conv_transpose_lowerings_match_loop(phases):
+@pytest.mark.parametrize("features", [3, 20])
+def test_conv_transpose_lowerings_match_loop(phases, features):
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 5, 3, 4)).astype(np.float32)
-    module = models.ConvTranspose(3, phases=phases)
+    module = models.ConvTranspose(features, phases=phases)
     variables = module.init(jax.random.PRNGKey(2), jnp.asarray(x))
     y = module.apply(variables, jnp.asarray(x))
     kernel = np.asarray(variables["params"]["kernel"])
     expected = conv_transpose2d_loop(x, kernel[::-1, ::-1].transpose(2, 3, 0, 1), 2, 1)
     np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-5)
     # Gradients agree too (what training sees): the kernel's, and the input's, which the
-    # phase lowering computes as one stride-2 convolution.
+    # fast lowerings compute as the adjoint downsampling convolution.
     def loss(v, x, p):
-        return jnp.sum(jnp.sin(models.ConvTranspose(3, phases=p).apply(v, x)))
+        return jnp.sum(jnp.sin(models.ConvTranspose(features, phases=p).apply(v, x)))
     g_phase, g_plain = (jax.grad(loss, argnums=(0, 1))(variables, jnp.asarray(x), p)
                         for p in (True, False))
     np.testing.assert_allclose(g_phase[0]["params"]["kernel"], g_plain[0]["params"]["kernel"],
