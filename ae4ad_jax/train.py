@@ -137,10 +137,22 @@ def _train_epoch_scan(state, train_images, epoch, *, method, batch_size, lowerin
 _plan_epoch = jax.jit(plan_epoch, static_argnames=("num_images", "batch_size"))
 
 
-@functools.partial(jax.jit, static_argnames=("method", "lowering"), donate_argnums=0)
 def _train_batch(state, train_images, indices, weights, t, *, method, lowering):
     return ensemble_step(state, train_images, indices[:, t], weights[:, t], method=method,
                          lowering=lowering)
+
+
+_STEP_STATICS = ("method", "lowering")
+_train_batch_donating = jax.jit(_train_batch, static_argnames=_STEP_STATICS, donate_argnums=0)
+_train_batch_copying = jax.jit(_train_batch, static_argnames=_STEP_STATICS)
+
+
+def _step_fn(state):
+    """The per-step program: donating the state everywhere but on CPU, where XLA's copy
+    insertion then copies every parameter and Adam moment at each step (133 copies,
+    30 MB for the default AE): without donation the step runs 15-18% faster (A/B)."""
+    platforms = {device.platform for device in state.step.devices()}
+    return _train_batch_copying if platforms == {"cpu"} else _train_batch_donating
 
 
 def train_epoch(state, train_images, epoch, *, method, batch_size, lowering, loop, chunk=0):
@@ -161,10 +173,11 @@ def train_epoch(state, train_images, epoch, *, method, batch_size, lowering, loo
         return _train_epoch_scan(state, train_images, epoch, method=method,
                                  batch_size=batch_size, lowering=lowering)
     indices, weights = _plan_epoch(state, epoch, train_images.shape[0], batch_size)
+    step = _step_fn(state)
     step_metrics = []
     for t in range(indices.shape[1]):
-        state, metrics = _train_batch(state, train_images, indices, weights, t,
-                                      method=method, lowering=lowering)
+        state, metrics = step(state, train_images, indices, weights, t, method=method,
+                              lowering=lowering)
         step_metrics.append(metrics)
     return state, ensemble.stack(step_metrics)
 
