@@ -11,13 +11,17 @@ installed (optional: `pip install torch==2.13.0`), the same network in PyTorch
 with the reference's settings: training images/s (Adam, batch 64) and scoring
 one image at a time (the reference's test loop) and in batches of 256. Peak
 resident memory of the process is printed at the end. Synthetic data; the
-default AE (d = 16 for single models; mixed d for ensembles). Rates are the best
-of --epochs timed epochs after a compile epoch (shared machines are noisy).
+default AE (d = 16 for single models; mixed d for ensembles).
 
-"(before)" rows: the same measurement in a child process with the state before
-the speed work: XLA's own zero-dilated resampling convolutions
+Rates are medians over --epochs timed rounds after a compile round. JAX and
+PyTorch take turns within each round (a JAX epoch, then a PyTorch epoch, ...),
+so that a shared machine's slow spells fall on both and the ratios hold.
+
+"(before)" rows: the single model in a child process with the convolutions as
+they were before the speed work: XLA's own zero-dilated resampling convolutions
 (model.phase_convs=False) and XLA:CPU's default convolution library (YNNPACK,
-AE4AD_KEEP_XLA_FLAGS=1; see ae4ad_jax/__init__.py).
+AE4AD_KEEP_XLA_FLAGS=1; see ae4ad_jax/__init__.py). The other changes (BatchNorm
+sums as matrix products, the undonated CPU step) are in both rows.
 """
 
 import os
@@ -48,7 +52,7 @@ flags.DEFINE_bool("before", True, "Also measure the single model as it was befor
                   "work (a child process; see the module docstring).")
 flags.DEFINE_bool("phase_convs", True, "model.phase_convs (the child sets it False).")
 flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"], "model.compute_dtype.")
-flags.DEFINE_integer("epochs", 3, "Timed epochs; the best is reported.")
+flags.DEFINE_integer("epochs", 5, "Timed rounds; medians are reported.")
 LATENT_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
 BATCH = 64
 
@@ -61,8 +65,22 @@ def _config(size, channels):
     return config
 
 
-def jax_train(config, num_members):
-    """(member-images/s, compile s) over FLAGS.steps steps per member."""
+def _median_rates(runners):
+    """{name: images/s}, the median over FLAGS.epochs rounds in which the runners
+    ({name: (run, images per run)}) take turns, after one untimed round."""
+    for run, _ in runners.values():
+        run()
+    seconds = {name: [] for name in runners}
+    for _ in range(FLAGS.epochs):
+        for name, (run, _) in runners.items():
+            start = time.perf_counter()
+            run()
+            seconds[name].append(time.perf_counter() - start)
+    return {name: runners[name][1] / float(np.median(s)) for name, s in seconds.items()}
+
+
+def jax_trainer(config, num_members):
+    """(run one epoch of FLAGS.steps steps per member, images per epoch, compile s, plan)."""
     method = methods.METHODS["ae"]
     members = ([{"latent_size": 16, "seed": 0}] if num_members == 1 else
                [{"latent_size": LATENT_SIZES[i % 8], "seed": i // 8} for i in range(num_members)])
@@ -71,35 +89,35 @@ def jax_train(config, num_members):
                                    lambda: train.member_step_bytes(state, config, method))
     shape = (BATCH * FLAGS.steps, config.image_size, config.image_size, config.channels)
     images = jnp.asarray(np.random.default_rng(0).integers(0, 256, shape), jnp.uint8)
-    timings = []
-    for epoch in range(1, FLAGS.epochs + 2):
-        start = time.perf_counter()
-        state, metrics = train.train_epoch(state, images, epoch, method=method, batch_size=BATCH,
-                                           lowering=plan.lowering, loop=plan.loop,
-                                           chunk=plan.chunk)
+    box = {"state": state, "epoch": 0}
+
+    def run():
+        box["epoch"] += 1
+        box["state"], metrics = train.train_epoch(
+            box["state"], images, box["epoch"], method=method, batch_size=BATCH,
+            lowering=plan.lowering, loop=plan.loop, chunk=plan.chunk)
         jax.block_until_ready(metrics)
-        timings.append(time.perf_counter() - start)
-    best = min(timings[1:])
-    return num_members * shape[0] / best, timings[0] - best, plan
+
+    start = time.perf_counter()
+    run()  # compiles
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    run()
+    return run, num_members * shape[0], first - (time.perf_counter() - start), plan
 
 
-def jax_score(config):
+def jax_scorer(config):
+    """(score FLAGS.eval_images images, maps included, in one call; images scored)."""
     method = methods.METHODS["ae"]
     state = train.create_train_state(config, method, [{"latent_size": 16, "seed": 0}])
     shape = (FLAGS.eval_images, config.image_size, config.image_size, config.channels)
     images = jnp.asarray(np.random.default_rng(1).integers(0, 256, shape), jnp.uint8)
 
-    def score():
-        return train.score_members(state, images, config=config, method=method,
-                                   lowering="unroll", with_maps=True)
+    def run():
+        jax.block_until_ready(train.score_members(
+            state, images, config=config, method=method, lowering="unroll", with_maps=True))
 
-    jax.block_until_ready(score())
-    best = float("inf")
-    for _ in range(FLAGS.epochs):
-        start = time.perf_counter()
-        jax.block_until_ready(score())
-        best = min(best, time.perf_counter() - start)
-    return shape[0] / best
+    return run, shape[0]
 
 
 def torch_model(size, channels, latent=16):
@@ -122,45 +140,36 @@ def torch_model(size, channels, latent=16):
         *up(64, 64), *up(64, 32), *up(32, 16), *up(16, channels, last=True))
 
 
-def torch_measure(size, channels):
-    """(train images/s, one-at-a-time scoring images/s, batched-256 scoring images/s)."""
+def torch_runners(size, channels):
+    """PyTorch's {name: (run, images per run)}: a training epoch, scoring one image at a
+    time (the reference's test loop; 256 images) and in batches of 256."""
     import torch
 
     model = torch_model(size, channels)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.rand(BATCH, channels, size, size) * 2 - 1
-
-    def step():
-        optimizer.zero_grad()
-        loss = torch.mean((model(x) - x) ** 2)
-        loss.backward()
-        optimizer.step()
-
-    model.train()
-    for _ in range(2):
-        step()
-    best = float("inf")
-    for _ in range(FLAGS.epochs):
-        start = time.perf_counter()
-        for _ in range(FLAGS.steps):
-            step()
-        best = min(best, time.perf_counter() - start)
-    train_rate = BATCH * FLAGS.steps / best
-    model.eval()
     test = torch.rand(FLAGS.eval_images, channels, size, size) * 2 - 1
-    rates = []
-    with torch.no_grad():
-        for batch in (1, 256):
-            count = 256 if batch == 1 else FLAGS.eval_images
-            best = float("inf")
-            for _ in range(FLAGS.epochs):
-                start = time.perf_counter()
+
+    def train_epoch():
+        model.train()
+        for _ in range(FLAGS.steps):
+            optimizer.zero_grad()
+            loss = torch.mean((model(x) - x) ** 2)
+            loss.backward()
+            optimizer.step()
+
+    def scorer(batch, count):
+        def run():
+            model.eval()
+            with torch.no_grad():
                 for i in range(0, count, batch):
                     part = test[i:i + batch]
                     torch.mean((model(part) - part) ** 2, dim=(1, 2, 3)).numpy()
-                best = min(best, time.perf_counter() - start)
-            rates.append(count / best)
-    return train_rate, rates[0], rates[1]
+        return run, count
+
+    return {"train": (train_epoch, BATCH * FLAGS.steps),
+            "score 1-by-1": scorer(1, min(256, FLAGS.eval_images)),
+            "score x256": scorer(256, FLAGS.eval_images)}
 
 
 def _before_row(size, channels, reference):
@@ -176,8 +185,8 @@ def _before_row(size, channels, reference):
     cells = [line for line in child.stdout.splitlines()
              if line.startswith(f"| {size}x{size}x{channels} |")][0].split("|")[1:-1]
     rate = float(cells[3])
-    torch_cells = (f"{reference[0]:.0f} | {rate / reference[0]:.2f}x | - | -" if reference
-                   else "- | - | - | -")
+    torch_cells = (f"{reference['train']:.0f} | {rate / reference['train']:.2f}x | - | -"
+                   if reference else "- | - | - | -")
     return (f"| {size}x{size}x{channels} (before) | 1 | {cells[2].strip()} | {rate:.0f} | - |"
             f"{cells[5]}|{cells[6]}| {torch_cells} |")
 
@@ -200,21 +209,31 @@ def main(argv):
     for size in map(int, FLAGS.sizes):
         for channels in map(int, FLAGS.channels):
             config = _config(size, channels)
-            single = None
-            score = jax_score(config)
-            reference = torch_measure(size, channels) if has_torch else None
-            if FLAGS.before:
-                print(_before_row(size, channels, reference), flush=True)
+            torch_side = torch_runners(size, channels) if has_torch else {}
+            score = _median_rates({"jax": jax_scorer(config),
+                                   **{name: runner for name, runner in torch_side.items()
+                                      if name != "train"}})
+            single = reference = None
             for num_members in map(int, FLAGS.members):
-                rate, compile_s, plan = jax_train(config, num_members)
+                run, images, compile_s, plan = jax_trainer(config, num_members)
+                runners = {"jax": (run, images)}
+                if has_torch and num_members == 1:
+                    runners["train"] = torch_side["train"]
+                rates = _median_rates(runners)
+                rate = rates["jax"]
+                if num_members == 1 and has_torch:
+                    reference = {**score, "train": rates["train"]}
+                if num_members == 1 and FLAGS.before:
+                    print(_before_row(size, channels, reference), flush=True)
                 single = single or rate
                 torch_cells = ["-"] * 4
                 if reference and num_members == 1:
-                    torch_cells = [f"{reference[0]:.0f}", f"{rate / reference[0]:.2f}x",
-                                   f"{reference[1]:.0f}", f"{reference[2]:.0f}"]
+                    torch_cells = [f"{reference['train']:.0f}", f"{rate / reference['train']:.2f}x",
+                                   f"{reference['score 1-by-1']:.0f}",
+                                   f"{reference['score x256']:.0f}"]
                 print(f"| {size}x{size}x{channels} | {num_members} | {plan.lowering} | "
                       f"{rate:.0f} | {rate / single:.2f}x | {compile_s:.1f} | "
-                      f"{score:.0f} | " + " | ".join(torch_cells) + " |", flush=True)
+                      f"{score['jax']:.0f} | " + " | ".join(torch_cells) + " |", flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory of the process: {peak:.0f} MiB")
 
