@@ -5,8 +5,8 @@
 
 For each input size and channel count: JAX training images/s for ensembles of
 M members (member-images/s; M = 1 is the single model; "vs seq" divides by M
-sequential single runs, i.e. the M = 1 figure), JAX compile seconds, JAX
-scoring images/s (the whole test set in one call), and, when PyTorch is
+sequential single runs: the single model's rate, timed in the same rounds), JAX
+compile seconds, JAX scoring images/s (the whole test set in one call), and, when PyTorch is
 installed (optional: `pip install torch==2.13.0`), the same network in PyTorch
 with the reference's settings: training images/s (Adam, batch 64) and scoring
 one image at a time (the reference's test loop) and in batches of 256. Peak
@@ -213,27 +213,33 @@ def main(argv):
             score = _median_rates({"jax": jax_scorer(config),
                                    **{name: runner for name, runner in torch_side.items()
                                       if name != "train"}})
-            single = reference = None
+            single, reference = jax_trainer(config, 1), None
             for num_members in map(int, FLAGS.members):
-                run, images, compile_s, plan = jax_trainer(config, num_members)
+                run, images, compile_s, plan = (single if num_members == 1 else
+                                                jax_trainer(config, num_members))
+                # Each rate is set beside what it is compared with, in the same rounds:
+                # PyTorch for the single model, the single model for ensembles.
                 runners = {"jax": (run, images)}
-                if has_torch and num_members == 1:
+                if num_members > 1:
+                    runners["single"] = single[:2]
+                elif has_torch:
                     runners["train"] = torch_side["train"]
                 rates = _median_rates(runners)
                 rate = rates["jax"]
+                vs_sequential = rate / rates.get("single", rate)
                 if num_members == 1 and has_torch:
                     reference = {**score, "train": rates["train"]}
                 if num_members == 1 and FLAGS.before:
                     print(_before_row(size, channels, reference), flush=True)
-                single = single or rate
                 torch_cells = ["-"] * 4
                 if reference and num_members == 1:
                     torch_cells = [f"{reference['train']:.0f}", f"{rate / reference['train']:.2f}x",
                                    f"{reference['score 1-by-1']:.0f}",
                                    f"{reference['score x256']:.0f}"]
                 print(f"| {size}x{size}x{channels} | {num_members} | {plan.lowering} | "
-                      f"{rate:.0f} | {rate / single:.2f}x | {compile_s:.1f} | "
-                      f"{score['jax']:.0f} | " + " | ".join(torch_cells) + " |", flush=True)
+                      f"{rate:.0f} | {vs_sequential:.2f}x | {compile_s:.1f} | "
+                      + (f"{score['jax']:.0f}" if num_members == 1 else "-") + " | "
+                      + " | ".join(torch_cells) + " |", flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory of the process: {peak:.0f} MiB")
 
