@@ -52,7 +52,7 @@ flags.DEFINE_bool("before", True, "Also measure the single model as it was befor
                   "work (a child process; see the module docstring).")
 flags.DEFINE_bool("phase_convs", True, "model.phase_convs (the child sets it False).")
 flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"], "model.compute_dtype.")
-flags.DEFINE_integer("epochs", 5, "Timed rounds; medians are reported.")
+flags.DEFINE_integer("epochs", 6, "Timed rounds; medians are reported.")
 LATENT_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
 BATCH = 64
 
@@ -67,12 +67,16 @@ def _config(size, channels):
 
 def _median_rates(runners):
     """{name: images/s}, the median over FLAGS.epochs rounds in which the runners
-    ({name: (run, images per run)}) take turns, after one untimed round."""
+    ({name: (run, images per run)}) take turns, in alternating order, after one
+    untimed round."""
     for run, _ in runners.values():
         run()
     seconds = {name: [] for name in runners}
+    order = list(runners)
     for _ in range(FLAGS.epochs):
-        for name, (run, _) in runners.items():
+        order.reverse()  # no runner always first (position in a round shows in timings)
+        for name in order:
+            run = runners[name][0]
             start = time.perf_counter()
             run()
             seconds[name].append(time.perf_counter() - start)
