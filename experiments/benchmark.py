@@ -5,17 +5,18 @@
 
 For each input size and channel count: JAX training images/s for ensembles of
 M members (member-images/s; M = 1 is the single model; "vs seq" divides by M
-sequential single runs: the single model's rate, timed in the same rounds), JAX
-compile seconds, JAX scoring images/s (the whole test set in one call), and, when PyTorch is
-installed (optional: `pip install torch==2.13.0`), the same network in PyTorch
+sequential single runs: the single model's rate, timed in the same rounds),
+JAX compile seconds, JAX scoring images/s (the whole test set in one call), and,
+when PyTorch is installed (optional: `pip install torch==2.13.0`), the same network in PyTorch
 with the reference's settings: training images/s (Adam, batch 64) and scoring
 one image at a time (the reference's test loop) and in batches of 256. Peak
 resident memory of the process is printed at the end. Synthetic data; the
 default AE (d = 16 for single models; mixed d for ensembles).
 
-Rates are medians over --epochs timed rounds after a compile round. JAX and
-PyTorch take turns within each round (a JAX epoch, then a PyTorch epoch, ...),
-so that a shared machine's slow spells fall on both and the ratios hold.
+Rates are medians over --epochs timed rounds after a compile round. Within each
+round every rate takes turns with what it is compared with (JAX with PyTorch, an
+ensemble with the single model), in alternating order from round to round, so
+that a shared machine's slow spells fall on both sides of a ratio.
 
 "(before)" rows: the single model in a child process with the convolutions as
 they were before the speed work: XLA's own zero-dilated resampling convolutions
