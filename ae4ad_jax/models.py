@@ -73,9 +73,13 @@ def _flip_io(kernel):
 # Which lowering each resampling convolution takes, by the channel count of its
 # full-resolution side (a downsampling conv's input, an upsampling conv's output):
 # up to these counts the space-to-depth forms are faster on XLA:CPU, beyond them the
-# strided convolution (down) and the phases (up) are (per-layer A/B, README).
+# strided convolution (down) and the phases (up) are (per-layer A/B, README). A
+# transposed convolution that is only evaluated (scoring) takes space-to-depth up to
+# more channels than one that is trained: its forward pass alone is faster so, but
+# with its gradients the phases are.
 S2D_DOWN_MAX_CHANNELS = 4
-S2D_UP_MAX_CHANNELS = 16
+S2D_UP_MAX_CHANNELS = 4
+S2D_UP_INFERENCE_MAX_CHANNELS = 16
 
 
 def space_to_depth(x):
@@ -127,8 +131,10 @@ def _downsample(x, kernel):
     return _conv(x, kernel, 2, 1)
 
 
-def _upsample(x, kernel):
-    if kernel.shape[-1] <= S2D_UP_MAX_CHANNELS:
+def _upsample(x, kernel, max_s2d_channels=None):
+    if max_s2d_channels is None:
+        max_s2d_channels = S2D_UP_MAX_CHANNELS
+    if kernel.shape[-1] <= max_s2d_channels:
         return upsample_by_s2d(x, kernel)
     return upsample_by_phases(x, kernel)
 
@@ -228,9 +234,9 @@ def upsample_by_phases(x, kernel):
 @jax.custom_vjp
 def upsample_conv(x, kernel):
     """ConvTranspose(4, stride 2, padding 1) by phases or space-to-depth (by its channel
-    counts), whose input gradient (a strided convolution) is the adjoint downsampling
-    conv. Same function."""
-    return _upsample(x, kernel)
+    counts, and by whether it is differentiated), whose input gradient (a strided
+    convolution) is the adjoint downsampling conv. Same function."""
+    return _upsample(x, kernel, S2D_UP_INFERENCE_MAX_CHANNELS)  # not differentiated
 
 
 def _upsample_forward(x, kernel):
@@ -338,6 +344,18 @@ class BatchNorm(nn.Module):
         return y
 
 
+def relu(x):
+    """max(x, 0) with relu's gradient (0 at 0), NaN kept, written as a select.
+
+    XLA:CPU recomputes a cheap chain such as BatchNorm + max(x, 0) inside each
+    consumer it can fuse it into, among them the batch-minor transposes in front
+    of the weight-gradient convolutions, where the recomputation makes the
+    transpose several times slower (experiments/transpose_probe.py). A select of
+    two full-size operands is not duplicated: it is computed once and read.
+    """
+    return jnp.where(x <= 0, jnp.zeros_like(x), x)
+
+
 class ConvBlock(nn.Module):
     """The reference's BasicBlock: a resampling conv plus depth-1 extra 3x3 convs.
 
@@ -355,7 +373,7 @@ class ConvBlock(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool, mask=None):
         def norm_relu(y):
-            return nn.relu(BatchNorm(self.axis_name)(y, train, mask))
+            return relu(BatchNorm(self.axis_name)(y, train, mask))
 
         if self.upsample:
             for _ in range(self.depth - 1):
@@ -393,13 +411,13 @@ class Bottleneck(nn.Module):
 
             def layer(f, name):
                 return Dense(f, name=name)
-        h = nn.relu(BatchNorm(self.axis_name)(layer(self.hidden_width, "encode_hidden")(x),
-                                              train, mask))
+        h = relu(BatchNorm(self.axis_name)(layer(self.hidden_width, "encode_hidden")(x),
+                                           train, mask))
         z = layer(self.latent_size, LATENT_OUT)(h)
         if latent_mask is not None:
             z = z * latent_mask
-        h = nn.relu(BatchNorm(self.axis_name)(layer(self.hidden_width, LATENT_IN)(z),
-                                              train, mask))
+        h = relu(BatchNorm(self.axis_name)(layer(self.hidden_width, LATENT_IN)(z),
+                                           train, mask))
         out = layer(shape[-1] if self.spatial else x.shape[-1], "decode_features")(h)
         return out.reshape(shape), z
 

@@ -82,11 +82,13 @@ def test_conv_4x4_stride2_matches_loop():
     assert y.shape == (2, 4, 4, 5)
 
 
-# Channel counts on each side of models.S2D_DOWN_MAX_CHANNELS / S2D_UP_MAX_CHANNELS, so
-# that both lowerings of each resampling convolution (and of its input gradient) run.
+# Channel counts on each side of models.S2D_DOWN_MAX_CHANNELS / S2D_UP_MAX_CHANNELS (and
+# S2D_UP_INFERENCE_MAX_CHANNELS), so that both lowerings of each resampling convolution
+# (and of its input gradient) run.
 @pytest.mark.parametrize("shape", [(2, 8, 6, 3), (2, 8, 6, 6), (2, 7, 5, 3)])
 def test_downsample_conv_gradients_match_xla(shape):
-    assert models.S2D_DOWN_MAX_CHANNELS == 4 and models.S2D_UP_MAX_CHANNELS == 16
+    assert models.S2D_DOWN_MAX_CHANNELS == 4 and models.S2D_UP_MAX_CHANNELS == 4
+    assert models.S2D_UP_INFERENCE_MAX_CHANNELS == 16
     rng = np.random.default_rng(6)
     x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
     module = models.Conv(5, 4, stride=2, padding=1)
@@ -127,6 +129,16 @@ def test_resampling_lowerings_are_the_same_functions(features):
         np.testing.assert_allclose(up(x, kernel), plain_up, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(models.downsample_by_s2d(x, kernel), models._conv(x, kernel, 2, 1),
                                rtol=1e-4, atol=1e-4)
+
+
+def test_relu_is_max_with_relu_gradient():
+    x = jnp.asarray([-2.0, -0.0, 0.0, 1e-30, 3.0, jnp.inf, -jnp.inf, jnp.nan], jnp.float32)
+    np.testing.assert_array_equal(models.relu(x), jax.nn.relu(x))  # NaN stays NaN
+    finite = x[:5]
+    np.testing.assert_array_equal(jax.grad(lambda v: jnp.sum(models.relu(v) * v))(finite),
+                                  jax.grad(lambda v: jnp.sum(jax.nn.relu(v) * v))(finite))
+    np.testing.assert_array_equal(jax.grad(lambda v: jnp.sum(models.relu(v)))(finite),
+                                  [0.0, 0.0, 0.0, 1.0, 1.0])
 
 
 def test_conv_transpose_matches_torch_semantics():
@@ -270,7 +282,7 @@ def test_resize_latent_pads_and_cuts_only_latent_axes():
 
 
 @pytest.mark.parametrize("phases", [True, False])
-@pytest.mark.parametrize("features", [3, 20])
+@pytest.mark.parametrize("features", [3, 8, 20])  # 8: space-to-depth evaluated, phases trained
 def test_conv_transpose_lowerings_match_loop(phases, features):
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 5, 3, 4)).astype(np.float32)
