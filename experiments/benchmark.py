@@ -22,7 +22,7 @@ that a shared machine's slow spells fall on both sides of a ratio.
 they were before the speed work: XLA's own zero-dilated resampling convolutions
 (model.phase_convs=False) and XLA:CPU's default convolution library (YNNPACK,
 AE4AD_KEEP_XLA_FLAGS=1; see ae4ad_jax/__init__.py). The other changes (BatchNorm
-sums as matrix products, the undonated CPU step) are in both rows.
+sums as matrix products, the select ReLU, the undonated CPU step) are in both rows.
 """
 
 import os
