@@ -78,6 +78,7 @@ def _flip_io(kernel):
 # more channels than one that is trained: its forward pass alone is faster so, but
 # with its gradients the phases are.
 S2D_DOWN_MAX_CHANNELS = 4
+TAPS_DOWN_MAX_CHANNELS = 2  # forward pass of a downsampling conv: broadcast products
 S2D_UP_MAX_CHANNELS = 4
 S2D_UP_INFERENCE_MAX_CHANNELS = 16
 
@@ -121,11 +122,31 @@ def upsample_by_s2d(x, kernel):
     return y[:, 1:-1, 1:-1]
 
 
+def downsample_by_taps(x, kernel):
+    """Conv(4, stride 2, padding 1) of a few input channels as a sum of 16 * C_in
+    broadcast products of strided input windows and kernel rows: one elementwise
+    loop over the output, vectorised over its channels, where a convolution library
+    does little with so short a contraction. Summed in float32."""
+    padded = _pad1(x)
+    out_h, out_w = (x.shape[1] - 2) // 2 + 1, (x.shape[2] - 2) // 2 + 1
+    kernel = kernel.astype(jnp.float32)
+    out = None
+    for kh in range(4):
+        for kw in range(4):
+            window = padded[:, kh:kh + 2 * out_h - 1:2, kw:kw + 2 * out_w - 1:2]
+            for c in range(x.shape[-1]):
+                term = window[..., c:c + 1].astype(jnp.float32) * kernel[kh, kw, c]
+                out = term if out is None else out + term
+    return out.astype(x.dtype)
+
+
 def _even(x):
     return x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0
 
 
 def _downsample(x, kernel):
+    if x.shape[-1] <= TAPS_DOWN_MAX_CHANNELS:
+        return downsample_by_taps(x, kernel)
     if _even(x) and x.shape[-1] <= S2D_DOWN_MAX_CHANNELS:
         return downsample_by_s2d(x, kernel)
     return _conv(x, kernel, 2, 1)
@@ -155,7 +176,9 @@ def _downsample_backward(residuals, grad):
     x, kernel = residuals
     if not _even(x):  # the adjoint upsampling would miss the last row or column
         return jax.vjp(lambda x, k: _conv(x, k, 2, 1), x, kernel)[1](grad)
-    grad_kernel = jax.vjp(lambda k: _downsample(x, k), kernel)[1](grad)[0]
+    # XLA's kernel gradient of the strided form is as fast as or faster than that of
+    # the other forms (experiments/kernel_grad_probe.py).
+    grad_kernel = jax.vjp(lambda k: _conv(x, k, 2, 1), kernel)[1](grad)[0]
     return _upsample(grad, _flip_io(kernel)), grad_kernel
 
 

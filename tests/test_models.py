@@ -82,11 +82,13 @@ def test_conv_4x4_stride2_matches_loop():
     assert y.shape == (2, 4, 4, 5)
 
 
-# Channel counts on each side of models.S2D_DOWN_MAX_CHANNELS / S2D_UP_MAX_CHANNELS (and
-# S2D_UP_INFERENCE_MAX_CHANNELS), so that both lowerings of each resampling convolution
-# (and of its input gradient) run.
-@pytest.mark.parametrize("shape", [(2, 8, 6, 3), (2, 8, 6, 6), (2, 7, 5, 3)])
+# Channel counts on each side of models.TAPS_DOWN_MAX_CHANNELS, S2D_DOWN_MAX_CHANNELS,
+# S2D_UP_MAX_CHANNELS (and S2D_UP_INFERENCE_MAX_CHANNELS), so that every lowering of each
+# resampling convolution (and of its input gradient) runs.
+@pytest.mark.parametrize("shape", [(2, 8, 6, 1), (2, 8, 6, 3), (2, 8, 6, 6), (2, 7, 5, 3),
+                                   (2, 7, 5, 1)])
 def test_downsample_conv_gradients_match_xla(shape):
+    assert models.TAPS_DOWN_MAX_CHANNELS == 2
     assert models.S2D_DOWN_MAX_CHANNELS == 4 and models.S2D_UP_MAX_CHANNELS == 4
     assert models.S2D_UP_INFERENCE_MAX_CHANNELS == 16
     rng = np.random.default_rng(6)
@@ -127,8 +129,14 @@ def test_resampling_lowerings_are_the_same_functions(features):
     plain_up = models._convolve(x, kernel, (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2))
     for up in (models.upsample_by_s2d, models.upsample_by_phases):
         np.testing.assert_allclose(up(x, kernel), plain_up, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(models.downsample_by_s2d(x, kernel), models._conv(x, kernel, 2, 1),
+    plain_down = models._conv(x, kernel, 2, 1)
+    np.testing.assert_allclose(models.downsample_by_s2d(x, kernel), plain_down,
                                rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(models.downsample_by_taps(x, kernel), plain_down,
+                               rtol=1e-4, atol=1e-4)
+    odd = x[:, :5, :3]  # output rows and columns of an odd-sized input
+    np.testing.assert_allclose(models.downsample_by_taps(odd, kernel),
+                               models._conv(odd, kernel, 2, 1), rtol=1e-4, atol=1e-4)
 
 
 def test_relu_is_max_with_relu_gradient():
@@ -282,7 +290,8 @@ def test_resize_latent_pads_and_cuts_only_latent_axes():
 
 
 @pytest.mark.parametrize("phases", [True, False])
-@pytest.mark.parametrize("features", [3, 8, 20])  # 8: space-to-depth evaluated, phases trained
+# 1: input gradient by broadcast products; 8: space-to-depth evaluated, phases trained
+@pytest.mark.parametrize("features", [1, 3, 8, 20])
 def test_conv_transpose_lowerings_match_loop(phases, features):
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 5, 3, 4)).astype(np.float32)
