@@ -76,9 +76,13 @@ def _flip_io(kernel):
 # strided convolution (down) and the phases (up) are (per-layer A/B, README). A
 # transposed convolution that is only evaluated (scoring) takes space-to-depth up to
 # more channels than one that is trained: its forward pass alone is faster so, but
-# with its gradients the phases are.
+# with its gradients the phases are. Likewise a downsampling conv of at most
+# TAPS_DOWN_MAX_CHANNELS input channels that is only evaluated is summed as
+# broadcast products (`downsample_by_taps`), twice as fast for one channel; in the
+# train step XLA fuses that elementwise chain into its consumers and the step ran
+# 5-13% slower (in-process A/B), so trained ones keep space-to-depth.
 S2D_DOWN_MAX_CHANNELS = 4
-TAPS_DOWN_MAX_CHANNELS = 2  # forward pass of a downsampling conv: broadcast products
+TAPS_DOWN_MAX_CHANNELS = 2
 S2D_UP_MAX_CHANNELS = 4
 S2D_UP_INFERENCE_MAX_CHANNELS = 16
 
@@ -144,8 +148,8 @@ def _even(x):
     return x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0
 
 
-def _downsample(x, kernel):
-    if x.shape[-1] <= TAPS_DOWN_MAX_CHANNELS:
+def _downsample(x, kernel, taps=False):
+    if taps and x.shape[-1] <= TAPS_DOWN_MAX_CHANNELS:
         return downsample_by_taps(x, kernel)
     if _even(x) and x.shape[-1] <= S2D_DOWN_MAX_CHANNELS:
         return downsample_by_s2d(x, kernel)
@@ -162,10 +166,11 @@ def _upsample(x, kernel, max_s2d_channels=None):
 
 @jax.custom_vjp
 def downsample_conv(x, kernel):
-    """Conv 4x4, stride 2, padding 1, lowered by its channel counts (space-to-depth or
-    XLA's strided convolution), whose input gradient is the adjoint upsampling conv
-    (phases or space-to-depth) instead of XLA's zero-dilated convolution. Same function."""
-    return _downsample(x, kernel)
+    """Conv 4x4, stride 2, padding 1, lowered by its channel counts (broadcast products
+    when not differentiated, space-to-depth or XLA's strided convolution), whose input
+    gradient is the adjoint upsampling conv (phases or space-to-depth) instead of XLA's
+    zero-dilated convolution. Same function."""
+    return _downsample(x, kernel, taps=True)  # not differentiated
 
 
 def _downsample_forward(x, kernel):
@@ -176,9 +181,7 @@ def _downsample_backward(residuals, grad):
     x, kernel = residuals
     if not _even(x):  # the adjoint upsampling would miss the last row or column
         return jax.vjp(lambda x, k: _conv(x, k, 2, 1), x, kernel)[1](grad)
-    # XLA's kernel gradient of the strided form is as fast as or faster than that of
-    # the other forms (experiments/kernel_grad_probe.py).
-    grad_kernel = jax.vjp(lambda k: _conv(x, k, 2, 1), kernel)[1](grad)[0]
+    grad_kernel = jax.vjp(lambda k: _downsample(x, k), kernel)[1](grad)[0]
     return _upsample(grad, _flip_io(kernel)), grad_kernel
 
 

@@ -16,7 +16,9 @@ Every form is checked against the strided one (relative error printed); timings 
 medians of --rounds rounds in which the forms of a group take turns. With one or two
 input channels a convolution library has a contraction of 16 or 32 products per
 output to work with, and the single elementwise loop of `taps`, vectorised over the
-16 output channels, wins; at three channels it ties with space-to-depth.
+16 output channels, wins; at three channels it ties with space-to-depth. The AE
+uses `taps` only where the conv is not differentiated (scoring): inside the train
+step XLA fuses the elementwise chain into its consumers and the step was slower.
 """
 
 import os

@@ -290,7 +290,7 @@ def test_resize_latent_pads_and_cuts_only_latent_axes():
 
 
 @pytest.mark.parametrize("phases", [True, False])
-# 1: input gradient by broadcast products; 8: space-to-depth evaluated, phases trained
+# 1: the last layer (a one-channel input gradient); 8: space-to-depth evaluated, phases trained
 @pytest.mark.parametrize("features", [1, 3, 8, 20])
 def test_conv_transpose_lowerings_match_loop(phases, features):
     rng = np.random.default_rng(5)
