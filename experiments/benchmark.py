@@ -13,6 +13,12 @@ one image at a time (the reference's test loop) and in batches of 256. Peak
 resident memory of the process is printed at the end. Synthetic data; the
 default AE (d = 16 for single models; mixed d for ensembles).
 
+Under each input's rows: the forward pass's floating-point operations per image
+(XLA's cost analysis of the compiled scoring program), the rate they run at in JAX
+scoring, and that rate as a share of this machine's float32 matrix-product rate
+(a 2048 x 2048 product in JAX, measured at the start): how far scoring is from
+what the hardware could give.
+
 Rates are medians over --epochs timed rounds after a compile round. Within each
 round every rate takes turns with what it is compared with (JAX with PyTorch, an
 ensemble with the single model), in alternating order from round to round, so
@@ -125,6 +131,35 @@ def jax_scorer(config):
     return run, shape[0]
 
 
+def matmul_gflops(n=2048, repeats=10):
+    """float32 matrix-product rate of this device in JAX: the median of `repeats`."""
+    a = jnp.asarray(np.random.default_rng(2).standard_normal((n, n)), jnp.float32)
+    product = jax.jit(lambda a: a @ a)
+    jax.block_until_ready(product(a))
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(product(a))
+        seconds.append(time.perf_counter() - start)
+    return 2 * n ** 3 / float(np.median(seconds)) / 1e9
+
+
+def forward_flops(config):
+    """Floating-point operations of one image's scoring forward pass (XLA's count)."""
+    method = methods.METHODS["ae"]
+    state = train.create_train_state(config, method, [{"latent_size": 16, "seed": 0}])
+    variables = jax.tree_util.tree_map(
+        lambda x: x[0], {"params": state.params, "batch_stats": state.batch_stats})
+    batch = 64
+    images = jnp.zeros((batch, config.image_size, config.image_size, config.channels))
+    compiled = jax.jit(lambda v, x: state.apply_fn(v, x, train=False)).lower(
+        variables, images).compile()
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, (list, tuple)):
+        analysis = analysis[0]
+    return float(analysis["flops"]) / batch
+
+
 def torch_model(size, channels, latent=16):
     """The benchmark's AE in PyTorch (NCHW), default PyTorch initialisation."""
     import torch.nn as tnn
@@ -208,6 +243,8 @@ def main(argv):
     print(f"jax {jax.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind}), "
           f"{os.cpu_count()} cores{torch_note}; {FLAGS.compute_dtype}; "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+    peak = matmul_gflops()
+    print(f"float32 matrix product (2048 x 2048): {peak:.0f} GFLOP/s")
     print("| input | M | lowering | JAX train img/s | vs seq | compile s | JAX score img/s "
           "| torch train img/s | JAX/torch train | torch score 1-by-1 | torch score x256 |")
     print("|---" * 11 + "|")
@@ -245,8 +282,13 @@ def main(argv):
                       f"{rate:.0f} | {vs_sequential:.2f}x | {compile_s:.1f} | "
                       + (f"{score['jax']:.0f}" if num_members == 1 else "-") + " | "
                       + " | ".join(torch_cells) + " |", flush=True)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak resident memory of the process: {peak:.0f} MiB")
+            flops = forward_flops(config)
+            achieved = flops * score["jax"] / 1e9
+            print(f"  {size}x{size}x{channels}: forward pass {flops / 1e6:.1f} MFLOP/image; "
+                  f"JAX scoring at {achieved:.0f} GFLOP/s = {100 * achieved / peak:.0f}% of "
+                  "the matrix-product rate", flush=True)
+    resident = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak resident memory of the process: {resident:.0f} MiB")
 
 
 if __name__ == "__main__":
