@@ -57,7 +57,9 @@ def get_config():
     # the batch's latent codes). entropy_weights, when set, is an ensemble axis.
     config.entropy_weight = 0.0
     config.entropy_weights = ()
-    config.eval = ml_collections.ConfigDict(dict(batch_size=256, num_examples=4))
+    # Scoring batch (does not change the scores): 64 scored 5-13% faster than 256 on
+    # 2 CPU cores at 64x64 and 3% at 128x128 (in-process A/B, README).
+    config.eval = ml_collections.ConfigDict(dict(batch_size=64, num_examples=4))
     config.phantom = ml_collections.ConfigDict(dict(
         num_train=3000, num_test_normal=500, num_test_abnormal=500, seed=0))
     return config

@@ -127,7 +127,7 @@ def test_resampling_lowerings_are_the_same_functions(features):
     x = jnp.asarray(rng.standard_normal((2, 6, 4, 5)), jnp.float32)
     kernel = jnp.asarray(rng.standard_normal((4, 4, 5, features)), jnp.float32)
     plain_up = models._convolve(x, kernel, (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2))
-    for up in (models.upsample_by_s2d, models.upsample_by_phases):
+    for up in (models.upsample_by_s2d, models.upsample_by_phases, models.upsample_by_products):
         np.testing.assert_allclose(up(x, kernel), plain_up, rtol=1e-4, atol=1e-4)
     plain_down = models._conv(x, kernel, 2, 1)
     np.testing.assert_allclose(models.downsample_by_s2d(x, kernel), plain_down,
@@ -290,9 +290,11 @@ def test_resize_latent_pads_and_cuts_only_latent_axes():
 
 
 @pytest.mark.parametrize("phases", [True, False])
-# 1: the last layer (a one-channel input gradient); 8: space-to-depth evaluated, phases trained
+# 1: the last layer (products evaluated, a one-channel input gradient); 8: space-to-depth
+# evaluated, phases trained
 @pytest.mark.parametrize("features", [1, 3, 8, 20])
 def test_conv_transpose_lowerings_match_loop(phases, features):
+    assert models.PRODUCTS_UP_MAX_CHANNELS == 1
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 5, 3, 4)).astype(np.float32)
     module = models.ConvTranspose(features, phases=phases)
