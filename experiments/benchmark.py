@@ -22,7 +22,9 @@ what the hardware could give.
 Rates are medians over --epochs timed rounds after a compile round. Within each
 round every rate takes turns with what it is compared with (JAX with PyTorch, an
 ensemble with the single model), in alternating order from round to round, so
-that a shared machine's slow spells fall on both sides of a ratio.
+that a shared machine's slow spells fall on both sides of a ratio. Under each
+input's rows the ratios are also given round by round (min / quartiles / max), to
+show how far one run's medians can be trusted.
 
 "(before)" rows: the single model in a child process with the convolutions as
 they were before the speed work: XLA's own zero-dilated resampling convolutions
@@ -72,10 +74,9 @@ def _config(size, channels):
     return config
 
 
-def _median_rates(runners):
-    """{name: images/s}, the median over FLAGS.epochs rounds in which the runners
-    ({name: (run, images per run)}) take turns, in alternating order, after one
-    untimed round."""
+def _round_rates(runners):
+    """{name: images/s in each of FLAGS.epochs rounds} in which the runners ({name: (run,
+    images per run)}) take turns, in alternating order, after one untimed round."""
     for run, _ in runners.values():
         run()
     seconds = {name: [] for name in runners}
@@ -87,7 +88,17 @@ def _median_rates(runners):
             start = time.perf_counter()
             run()
             seconds[name].append(time.perf_counter() - start)
-    return {name: runners[name][1] / float(np.median(s)) for name, s in seconds.items()}
+    return {name: runners[name][1] / np.asarray(s) for name, s in seconds.items()}
+
+
+def _medians(rounds):
+    return {name: float(np.median(r)) for name, r in rounds.items()}
+
+
+def _spread(ratios):
+    """A ratio's spread over rounds: 'min / lower-upper quartile / max'."""
+    low, q1, q3, high = np.percentile(ratios, [0, 25, 75, 100])
+    return f"{low:.2f} / {q1:.2f}-{q3:.2f} / {high:.2f}"
 
 
 def jax_trainer(config, num_members):
@@ -252,9 +263,14 @@ def main(argv):
         for channels in map(int, FLAGS.channels):
             config = _config(size, channels)
             torch_side = torch_runners(size, channels) if has_torch else {}
-            score = _median_rates({"jax": jax_scorer(config),
-                                   **{name: runner for name, runner in torch_side.items()
-                                      if name != "train"}})
+            score_rounds = _round_rates({"jax": jax_scorer(config),
+                                         **{name: runner for name, runner in torch_side.items()
+                                            if name != "train"}})
+            score = _medians(score_rounds)
+            spreads = []
+            if has_torch:
+                spreads.append("JAX score / one at a time "
+                               + _spread(score_rounds["jax"] / score_rounds["score 1-by-1"]))
             single, reference = jax_trainer(config, 1), None
             for num_members in map(int, FLAGS.members):
                 run, images, compile_s, plan = (single if num_members == 1 else
@@ -266,8 +282,13 @@ def main(argv):
                     runners["single"] = single[:2]
                 elif has_torch:
                     runners["train"] = torch_side["train"]
-                rates = _median_rates(runners)
+                rounds = _round_rates(runners)
+                rates = _medians(rounds)
                 rate = rates["jax"]
+                other = "single" if num_members > 1 else "train" if has_torch else None
+                if other:
+                    label = f"M={num_members} vs seq" if num_members > 1 else "JAX/torch train"
+                    spreads.append(f"{label} {_spread(rounds['jax'] / rounds[other])}")
                 vs_sequential = rate / rates.get("single", rate)
                 if num_members == 1 and has_torch:
                     reference = {**score, "train": rates["train"]}
@@ -287,6 +308,9 @@ def main(argv):
             print(f"  {size}x{size}x{channels}: forward pass {flops / 1e6:.1f} MFLOP/image; "
                   f"JAX scoring at {achieved:.0f} GFLOP/s = {100 * achieved / peak:.0f}% of "
                   "the matrix-product rate", flush=True)
+            if spreads:
+                print(f"  {size}x{size}x{channels} ratios per round (min / quartiles / max): "
+                      + "; ".join(spreads), flush=True)
     resident = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory of the process: {resident:.0f} MiB")
 
