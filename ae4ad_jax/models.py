@@ -83,8 +83,8 @@ def _flip_io(kernel):
 # 5-13% slower (in-process A/B), so trained ones keep space-to-depth. An evaluated
 # transposed convolution to at most PRODUCTS_UP_MAX_CHANNELS channels (the last layer
 # of a one-channel AE) is one matrix product and shifted sums (`upsample_by_products`):
-# scoring +15% at 64x64 in batches of 64, +4% in batches of 256, even at 128x128;
-# with 3 channels it was 7-15% slower (in-process A/B).
+# scoring +15% at 64x64 in batches of 64, +4% in batches of 256, neutral at
+# 128x128; with 3 channels it was 7-15% slower (in-process A/B).
 S2D_DOWN_MAX_CHANNELS = 4
 TAPS_DOWN_MAX_CHANNELS = 2
 S2D_UP_MAX_CHANNELS = 4
