@@ -161,15 +161,20 @@ def upsample_by_products(x, kernel):
     taps = jnp.dot(x.reshape(-1, i), kernel.transpose(2, 0, 1, 3).reshape(i, 16 * o),
                    preferred_element_type=jnp.float32)
     taps = jnp.pad(taps.reshape(n, h, w, 4, 4, o), ((0, 0), (1, 1), (1, 1)) + ((0, 0),) * 3)
-    rows = []
-    for a in (0, 1):
-        cols = []
-        for b in (0, 1):
-            cols.append(sum(taps[:, a + t:a + t + h, b + u:b + u + w, a + 2 * t, b + 2 * u]
-                            for t in (0, 1) for u in (0, 1)))
-        rows.append(jnp.stack(cols, axis=3))  # [N, H, W, 2(b), O]
+
+    def phase(a, b):
+        return sum(taps[:, a + t:a + t + h, b + u:b + u + w, a + 2 * t, b + 2 * u]
+                   for t in (0, 1) for u in (0, 1))
+
+    return _interleave_phases(phase).astype(x.dtype)
+
+
+def _interleave_phases(phase):
+    """[N, 2H, 2W, O] whose pixel (2i + a, 2j + b) is `phase(a, b)`[:, i, j] ([N, H, W, O])."""
+    rows = [jnp.stack([phase(a, b) for b in (0, 1)], axis=3) for a in (0, 1)]
     out = jnp.stack(rows, axis=2)  # [N, H, 2(a), W, 2(b), O]
-    return out.reshape(n, 2 * h, 2 * w, o).astype(x.dtype)
+    n, h, _, w, _, o = out.shape
+    return out.reshape(n, 2 * h, 2 * w, o)
 
 
 def _even(x):
@@ -271,18 +276,12 @@ def upsample_by_phases(x, kernel):
     """ConvTranspose(4, stride 2, padding 1) as four 2x2 stride-1 convolutions whose
     outputs interleave into the doubled grid: no multiplications by inserted zeros.
     `kernel` is the HWIO kernel of the equivalent dilated convolution."""
-    n, h, w, _ = x.shape
-    rows = []
-    for a in (0, 1):
-        taps_y, pad_y = _PHASE_TAPS[a]
-        cols = []
-        for b in (0, 1):
-            taps_x, pad_x = _PHASE_TAPS[b]
-            sub = kernel[jnp.array(taps_y)][:, jnp.array(taps_x)]  # [2, 2, I, O]
-            cols.append(_convolve(x, sub, (1, 1), (pad_y, pad_x)))
-        rows.append(jnp.stack(cols, axis=3))  # [N, H, W, 2(b), O]
-    out = jnp.stack(rows, axis=2)  # [N, H, 2(a), W, 2(b), O]
-    return out.reshape(n, 2 * h, 2 * w, -1)
+    def phase(a, b):
+        (taps_y, pad_y), (taps_x, pad_x) = _PHASE_TAPS[a], _PHASE_TAPS[b]
+        sub = kernel[jnp.array(taps_y)][:, jnp.array(taps_x)]  # [2, 2, I, O]
+        return _convolve(x, sub, (1, 1), (pad_y, pad_x))
+
+    return _interleave_phases(phase)
 
 
 @jax.custom_vjp
