@@ -14,8 +14,7 @@ from ae4ad_jax.errors import UserError
 MAX_TO_KEEP = 3
 
 
-def create_manager(workdir: str, config) -> ocp.CheckpointManager:
-    del config
+def create_manager(workdir: str) -> ocp.CheckpointManager:
     directory = os.path.join(os.path.abspath(workdir), "checkpoints")
     options = ocp.CheckpointManagerOptions(max_to_keep=MAX_TO_KEEP, create=True)
     return ocp.CheckpointManager(directory, options=options)

@@ -1,22 +1,20 @@
-"""Members of an ensemble: who they are, and how a per-member function is lifted.
+"""Members of an ensemble: who they are, their stacked state, and per-member lifting.
 
 A run trains M members at once: every leaf of the train state has a leading
-member axis. Members differ by latent size and seed. Mixed latent sizes share
-one bottleneck width max(d); each member is initialised exactly as a
-standalone AE of its own size (same key, fan-in d), zero-padded to max(d), and
-masks the units beyond its d, so it computes the same function and follows the
-same training as that standalone model (tests/test_ensemble.py).
+member axis. Members differ by latent size, seed and entropy weight. Mixed
+latent sizes share one bottleneck width max(d); each member is initialised
+exactly as a standalone AE of its own size (same key, fan-in d), zero-padded
+to max(d), and masks the units beyond its d, so it computes the same function
+and follows the same training as that standalone model (tests/test_ensemble.py).
 """
 
-import dataclasses
 import functools
 import itertools
 
 import jax
 import jax.numpy as jnp
 
-LOWERINGS = ("auto", "vmap", "unroll", "host")
-EPOCH_LOOPS = ("auto", "scan", "host")
+from ae4ad_jax.models import LATENT_IN, LATENT_OUT
 
 
 def members_from_config(config) -> list[dict]:
@@ -42,63 +40,52 @@ def latent_mask(latent_size: int, width: int):
     return (jnp.arange(width) < latent_size).astype(jnp.float32)
 
 
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    lowering: str  # "vmap" | "unroll" | "host"
-    loop: str  # "scan" | "host"
-    chunk: int  # members per program (0: all)
+def resize_latent(tree, size: int):
+    """Pads with zeros (or cuts) the latent axis of a params-shaped tree to `size`.
 
-
-def plan_execution(config, num_members, member_bytes_fn) -> Plan:
-    """How this run executes its members, from the config and the backend."""
-    lowering, loop = resolve_backend_choices(config)
-    chunk = config.member_chunk_size
-    if chunk == 0 and lowering != "host":
-        chunk = auto_chunk_size(num_members, member_bytes_fn)
-    return Plan(lowering, loop, chunk)
-
-
-def auto_chunk_size(num_members, member_bytes_fn, fraction=0.7) -> int:
-    """Members per program that fit in `fraction` of the device's memory (all if unknown)."""
-    stats = jax.local_devices()[0].memory_stats() or {}
-    limit = stats.get("bytes_limit")
-    if not limit:
-        return num_members
-    return max(1, min(num_members, int(fraction * limit) // max(member_bytes_fn(), 1)))
-
-
-def resolve_backend_choices(config) -> tuple[str, str]:
-    """(member lowering, epoch loop) for this backend; "auto" picks the fast one.
-
-    XLA:CPU runs convolutions inside a while loop (`lax.scan`, `lax.map`) tens
-    of times slower than outside one (measured: a conv gradient step 316 ms in a
-    scan, 7.7 ms outside), and vmapped convolutions become slow grouped
-    convolutions. So on CPU members run one after another ("host") and the
-    epoch is a host loop of jitted steps (asynchronous dispatch, data on the
-    device); on GPU/TPU members are vmapped into one program and the epoch is
-    one `lax.scan`. "unroll" puts the members side by side in one program. All
-    choices compute the same function.
+    Works on params and on anything with their structure (Adam moments): the
+    output axis of `to_latent` and the input axis of `from_latent`'s kernel.
     """
-    cpu = jax.default_backend() == "cpu"
-    lowering, loop = config.member_lowering, config.epoch_loop
-    if lowering == "auto":
-        lowering = "host" if cpu else "vmap"
-    if loop == "auto":
-        loop = "host" if cpu else "scan"
-    return lowering, loop
+
+    def fit(path, leaf):
+        names = [getattr(key, "key", None) for key in path]
+        if LATENT_OUT in names:
+            axis = leaf.ndim - 1
+        elif LATENT_IN in names and names[-1] == "kernel":
+            axis = leaf.ndim - 2
+        else:
+            return leaf
+        if leaf.shape[axis] >= size:
+            return jax.lax.slice_in_dim(leaf, 0, size, axis=axis)
+        widths = [(0, 0)] * leaf.ndim
+        widths[axis] = (0, size - leaf.shape[axis])
+        return jnp.pad(leaf, widths)
+
+    return jax.tree_util.tree_map_with_path(fit, tree)
+
+
+def num_members(tree) -> int:
+    return jax.tree_util.tree_leaves(tree)[0].shape[0]
 
 
 def over_members(fn, lowering: str):
-    """Lifts `fn` (every argument with a leading member axis) over that axis in one program."""
+    """Lifts `fn` (every argument with a leading member axis) over that axis in one program:
+    batched ("vmap") or side by side ("unroll")."""
     if lowering == "vmap":
         return jax.vmap(fn)
 
     def unrolled(*args):
-        num_members = jax.tree_util.tree_leaves(args)[0].shape[0]
-        outs = [fn(*member(args, m)) for m in range(num_members)]
-        return stack(outs)
+        return stack([fn(*member(args, m)) for m in range(num_members(args))])
 
     return unrolled
+
+
+def in_chunks(fn, tree, size: int):
+    """`fn(tree)` computed on consecutive groups of `size` members (0: all at once), the
+    outputs (leading member axis) joined."""
+    if not 0 < size < num_members(tree):
+        return fn(tree)
+    return concatenate([fn(part) for part in chunks(tree, size)])
 
 
 def member(tree, m: int, keep_axis: bool = False):
@@ -115,16 +102,16 @@ def _members_slice(tree, start, size: int):
 
 def chunks(tree, size: int):
     """Consecutive groups of `size` members (the last may be smaller); one device call each."""
-    num_members = jax.tree_util.tree_leaves(tree)[0].shape[0]
-    for start in range(0, num_members, size):
-        yield _members_slice(tree, start, min(size, num_members - start))
-
-
-@jax.jit
-def stack(trees):
-    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
+    total = num_members(tree)
+    for start in range(0, total, size):
+        yield _members_slice(tree, start, min(size, total - start))
 
 
 @functools.partial(jax.jit, static_argnums=1)
-def concatenate(trees, axis=0):
-    return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs, axis), *trees)
+def stack(trees, axis=0):
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs, axis), *trees)
+
+
+@jax.jit
+def concatenate(trees):
+    return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *trees)

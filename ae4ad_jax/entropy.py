@@ -37,9 +37,10 @@ import jax.numpy as jnp
 from jax import lax
 from jax.scipy.special import digamma, gammaln
 
+from ae4ad_jax import batching
 from ae4ad_jax.errors import UserError
 
-METHODS = ("gaussian", "knn", "renyi")
+ESTIMATORS = ("gaussian", "knn", "renyi")
 MIN_VARIANCE = 1e-12
 MIN_DISTANCE = 1e-10
 KNN_BLOCK = 512
@@ -75,6 +76,15 @@ def gaussian_entropy(z):
     return 0.5 * (d * math.log(2 * math.pi * math.e) + log_det)
 
 
+def squared_distances(a, b):
+    """|a_i - b_j|^2 for rows a [P, d] and b [Q, d]: [P, Q], floored at 0.
+
+    The expansion |a|^2 + |b|^2 - 2 a.b loses precision for close pairs (cancellation).
+    """
+    a_norms, b_norms = jnp.sum(a * a, axis=1), jnp.sum(b * b, axis=1)
+    return jnp.maximum(a_norms[:, None] + b_norms[None, :] - 2.0 * a @ b.T, 0.0)
+
+
 def log_unit_ball_volume(d):
     return 0.5 * d * math.log(math.pi) - gammaln(0.5 * d + 1.0)
 
@@ -83,23 +93,20 @@ def log_unit_ball_volume(d):
 def knn_entropy(z, k=3, block=KNN_BLOCK):
     n, d = z.shape
     z = z.astype(jnp.float32)
-    num_blocks = -(-n // block)
-    rows = jnp.pad(z, ((0, num_blocks * block - n), (0, 0))).reshape(num_blocks, block, d)
-    squared_norms = jnp.sum(z * z, axis=1)
+    rows = batching.split_padded(z, block)  # [blocks, block, d]
 
     def kth_distance(args):
         start, query = args  # query [block, d]
-        dist2 = (jnp.sum(query * query, axis=1)[:, None] + squared_norms[None, :]
-                 - 2.0 * query @ z.T)  # [block, N]
+        dist2 = squared_distances(query, z)  # [block, N]
         own = start + jnp.arange(block)
         dist2 = jnp.where(own[:, None] == jnp.arange(n)[None, :], jnp.inf, dist2)
-        # The expansion above loses precision for close pairs (cancellation), so it only
-        # picks candidates; their distances are then computed directly.
+        # The expansion only picks candidates; their distances are then computed directly.
         candidates = lax.top_k(-dist2, min(k + KNN_CANDIDATES, n - 1))[1]  # [block, k']
         exact = jnp.sqrt(jnp.sum(jnp.square(z[candidates] - query[:, None, :]), axis=-1))
         return jnp.sort(exact, axis=1)[:, k - 1]
 
-    eps = lax.map(kth_distance, (jnp.arange(num_blocks) * block, rows)).reshape(-1)[:n]
+    starts = jnp.arange(rows.shape[0]) * block
+    eps = lax.map(kth_distance, (starts, rows)).reshape(-1)[:n]
     log_eps = jnp.log(jnp.maximum(eps, MIN_DISTANCE))
     return digamma(float(n)) - digamma(float(k)) + log_unit_ball_volume(d) + d * jnp.mean(
         log_eps)
@@ -120,9 +127,7 @@ def renyi_entropy(z, alpha=2.0, sigma=None):
     n = z.shape[0]
     z = z.astype(jnp.float32)
     sigma = scott_bandwidth(z) if sigma is None else sigma
-    squared_norms = jnp.sum(z * z, axis=1)
-    dist2 = jnp.maximum(squared_norms[:, None] + squared_norms[None, :] - 2.0 * z @ z.T, 0.0)
-    dist2 = jnp.where(jnp.eye(n, dtype=bool), 0.0, dist2)  # exact zeros: trace exactly 1
+    dist2 = jnp.where(jnp.eye(n, dtype=bool), 0.0, squared_distances(z, z))  # trace exactly 1
     gram = jnp.exp(-dist2 / (2.0 * sigma**2)) / n
     if alpha == 2.0:
         return -jnp.log(jnp.sum(jnp.square(gram)))
@@ -146,9 +151,7 @@ def batch_renyi2(z, weights, active):
     mean = jnp.sum(weights[:, None] * z, axis=0) / n
     var = jnp.sum(weights[:, None] * jnp.square(z - mean), axis=0) / n
     sigma = jnp.sqrt(jnp.sum(var * active) + 1e-12) * n ** (-1.0 / (d + 4.0))
-    squared_norms = jnp.sum(z * z, axis=1)
-    dist2 = jnp.maximum(squared_norms[:, None] + squared_norms[None, :] - 2.0 * z @ z.T, 0.0)
-    dist2 = jnp.where(jnp.eye(b, dtype=bool), 0.0, dist2)
+    dist2 = jnp.where(jnp.eye(b, dtype=bool), 0.0, squared_distances(z, z))
     gram = jnp.exp(-dist2 / (2.0 * sigma**2)) * weights[:, None] * weights[None, :]
     return -jnp.log(jnp.sum(jnp.square(gram)) / n**2)
 
@@ -162,7 +165,7 @@ def renyi2_gaussian_limit(covariance, sigma):
 
 
 def estimate_entropy(z, method: str, **kwargs):
-    """Entropy of the rows of `z` [N, d] in nats, by `method` in METHODS."""
+    """Entropy of the rows of `z` [N, d] in nats, by `method` in ESTIMATORS."""
     z = jnp.asarray(z)
     if method == "gaussian":
         _check(z, 2)
@@ -174,5 +177,5 @@ def estimate_entropy(z, method: str, **kwargs):
     if method == "renyi":
         _check(z, 2)
         return renyi_entropy(z, alpha=kwargs.get("alpha", 2.0), sigma=kwargs.get("sigma"))
-    raise UserError(f"Unknown entropy method {method!r}: known methods are "
-                    f"{', '.join(METHODS)}.")
+    raise UserError(f"Unknown entropy estimator {method!r}: known estimators are "
+                    f"{', '.join(ESTIMATORS)}.")

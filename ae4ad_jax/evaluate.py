@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn import metrics as sk_metrics
 
-from ae4ad_jax import ensemble, entropy, methods
+from ae4ad_jax import batching, ensemble, entropy, methods
 from ae4ad_jax.errors import UserError
 from ae4ad_jax.input_pipeline import to_float
 
@@ -46,10 +46,7 @@ def score_images(members, images, *, method, apply_fn, batch_size, with_maps, lo
     The last batch is padded and the padding cut off, so each image is scored
     exactly once. Returns arrays of shape [M, N] (maps [M, N, H, W]).
     """
-    num = images.shape[0]
-    num_batches = -(-num // batch_size)
-    padded = jnp.pad(images, [(0, num_batches * batch_size - num)] + [(0, 0)] * 3)
-    batches = padded.reshape((num_batches, batch_size) + images.shape[1:])
+    batches = batching.split_padded(images, batch_size)
 
     def one_batch(batch):
         x = to_float(batch)
@@ -61,7 +58,8 @@ def score_images(members, images, *, method, apply_fn, batch_size, with_maps, lo
 
     out = jax.lax.map(one_batch, batches)  # leaves [num_batches, M, B, ...]
     return jax.tree_util.tree_map(
-        lambda x: jnp.moveaxis(x, 0, 1).reshape((x.shape[1], -1) + x.shape[3:])[:, :num], out)
+        lambda x: jnp.moveaxis(x, 0, 1).reshape((x.shape[1], -1) + x.shape[3:])[
+            :, :images.shape[0]], out)
 
 
 # ----------------------------------------------------------------------------- host
@@ -119,7 +117,7 @@ def pixel_metrics(maps, masks):
     }
 
 
-def entropy_metrics(latents: dict, latent_size: int, entropy_methods) -> dict:
+def entropy_metrics(latents: dict, latent_size: int, estimators) -> dict:
     """H(Z) of each named set of latents ([N, ..., max(d)], cut to the member's d).
 
     A set too small for an estimator (k-NN needs k + 1 vectors) gets no value.
@@ -127,15 +125,15 @@ def entropy_metrics(latents: dict, latent_size: int, entropy_methods) -> dict:
     row = {}
     for name, z in latents.items():
         z = np.asarray(z)[..., :latent_size].reshape(len(z), -1)
-        for method in entropy_methods:
+        for estimator in estimators:
             try:
-                row[f"entropy_{method}_{name}"] = float(entropy.estimate_entropy(z, method))
+                row[f"entropy_{estimator}_{name}"] = float(entropy.estimate_entropy(z, estimator))
             except UserError:
                 continue
     return row
 
 
-def compute_metrics(test, train, labels, masks, latent_size, entropy_methods=()):
+def compute_metrics(test, train, labels, masks, latent_size, estimators=()):
     """One member's metrics row from its scored splits (host numpy arrays)."""
     row = image_metrics(test["score"], labels)
     row["recon_error_train_normal"] = float(np.mean(train["mse"]))
@@ -145,5 +143,5 @@ def compute_metrics(test, train, labels, masks, latent_size, entropy_methods=())
         row.update(pixel_metrics(test["map"], masks))
     row.update(entropy_metrics({"train_normal": train["z"], "test_normal": test["z"][labels == 0],
                                 "test_abnormal": test["z"][labels == 1]}, latent_size,
-                               entropy_methods))
+                               estimators))
     return row

@@ -13,14 +13,14 @@ import json
 
 from absl import app, flags
 
-from ae4ad_jax import checkpointing, ensemble, models, reporting, train, validation
+from ae4ad_jax import checkpointing, cpu_kernels, ensemble, run_outputs, train
 from ae4ad_jax.errors import UserError, exit_on_user_error
 from ae4ad_jax.methods import METHODS
 
 
 def export_member(workdir: str, index: int, out_dir: str) -> dict:
     """Writes `out_dir` (config.json, checkpoints/EPOCH); returns the member."""
-    config = validation.load_saved_config(workdir)
+    config = run_outputs.load_saved_config(workdir)
     members = ensemble.members_from_config(config)
     if not 0 <= index < len(members):
         raise UserError(f"Member {index} does not exist: {workdir} has members 0 to "
@@ -28,7 +28,7 @@ def export_member(workdir: str, index: int, out_dir: str) -> dict:
     method = METHODS[config.method]
     state = train.create_train_state(config, method, members)
     state, epoch = checkpointing.restore_or_keep(
-        checkpointing.create_manager(workdir, config), state, workdir)
+        checkpointing.create_manager(workdir), state, workdir)
     if epoch == 0:
         raise UserError(f"{workdir}/checkpoints holds no checkpoint to export.")
     member = members[index]
@@ -40,10 +40,10 @@ def export_member(workdir: str, index: int, out_dir: str) -> dict:
     size = member["latent_size"]
     exported = target.replace(
         step=chosen.step, rng=chosen.rng, batch_stats=chosen.batch_stats,
-        params=models.resize_latent(chosen.params, size),
-        opt_state=models.resize_latent(chosen.opt_state, size))
-    validation.prepare_workdir(out_dir, standalone)
-    manager = checkpointing.create_manager(out_dir, standalone)
+        params=ensemble.resize_latent(chosen.params, size),
+        opt_state=ensemble.resize_latent(chosen.opt_state, size))
+    run_outputs.prepare_workdir(out_dir, standalone)
+    manager = checkpointing.create_manager(out_dir)
     checkpointing.save(manager, epoch, exported)
     manager.wait_until_finished()
     return {**member, "epoch": epoch}
@@ -54,7 +54,8 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    reporting.quiet_library_logs()
+    cpu_kernels.apply_xla_cpu_flags()
+    run_outputs.quiet_library_logs()
     exported = exit_on_user_error(export_member, FLAGS.workdir, FLAGS.member, FLAGS.out)
     print(json.dumps(exported))
 

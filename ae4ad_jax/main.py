@@ -9,7 +9,7 @@ Exit status 0 on success; 2 with a one-paragraph message on bad input.
 from absl import app, flags
 from ml_collections import config_flags
 
-from ae4ad_jax import reporting, train, validation
+from ae4ad_jax import cpu_kernels, run_outputs, train
 from ae4ad_jax.errors import UserError, exit_on_user_error
 
 FLAGS = flags.FLAGS
@@ -24,7 +24,8 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    reporting.quiet_library_logs()
+    cpu_kernels.apply_xla_cpu_flags()
+    run_outputs.quiet_library_logs()
     exit_on_user_error(run, FLAGS.config, FLAGS.workdir, FLAGS.eval_only)
 
 
@@ -32,7 +33,7 @@ def run(config, workdir, eval_only):
     if config is None:
         if not eval_only:
             raise UserError("No --config given: name a config file (configs/*.py).")
-        config = validation.load_saved_config(workdir)
+        config = run_outputs.load_saved_config(workdir)
     return train.train_and_evaluate(config, workdir, eval_only=eval_only)
 
 

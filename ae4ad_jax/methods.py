@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import jax.numpy as jnp
 
-from ae4ad_jax import models
+from ae4ad_jax import execution, models
 
 
 def per_image_mse(recon, images):
@@ -40,7 +40,8 @@ def create_autoencoder(config, latent_size=None, axis_name=None) -> models.AutoE
         latent_size=latent_size or config.latent_size, channels=config.channels,
         base_width=m.base_width, expansion=m.expansion, hidden_width=m.hidden_width,
         encoder_depth=m.encoder_depth, decoder_depth=m.decoder_depth, spatial=m.spatial,
-        phases=m.phase_convs, dtype=jnp.dtype(m.compute_dtype), axis_name=axis_name)
+        kernels=execution.model_kernels(config), dtype=jnp.dtype(m.compute_dtype),
+        axis_name=axis_name)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,11 +20,12 @@ import os
 import numpy as np
 from absl import app, flags
 
+from ae4ad_jax.entropy import ESTIMATORS
 from ae4ad_jax.errors import UserError, exit_on_user_error
 
 TABLE_COLUMNS = (("auroc", "AUROC", 100), ("ap", "AP", 100), ("pixel_ap", "AP_pix", 100),
                  ("dice_best", "best Dice*", 100)) + tuple(
-    (f"entropy_{m}_train_normal", f"H_{m}(Z) nats", 1) for m in ("gaussian", "knn", "renyi"))
+    (f"entropy_{m}_train_normal", f"H_{m}(Z) nats", 1) for m in ESTIMATORS)
 ERROR_COLUMNS = (("recon_error_train_normal", "train normal"),
                  ("recon_error_test_normal", "test normal"),
                  ("recon_error_test_abnormal", "test abnormal"))
@@ -156,7 +157,7 @@ def write_report(workdirs, out_dir=None) -> str:
     _plot(table, (("auroc", "image AUROC"), ("ap", "image AP")), "metric",
           os.path.join(out_dir, "auroc_vs_d.png"))
     entropy_series = [(f"entropy_{m}_{split}", f"{m}, {split.replace('_', ' ')}")
-                      for m in ("gaussian", "knn", "renyi")
+                      for m in ESTIMATORS
                       for split in ("train_normal", "test_normal", "test_abnormal")]
     if any(key in table[0] for key, _ in entropy_series):
         _plot(table, entropy_series, "latent entropy H(Z) (nats)",
@@ -172,8 +173,8 @@ def _plot_auroc_vs_entropy(table, path):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.5), squeeze=False)
-    for ax, method in zip(axes[0], ("gaussian", "knn", "renyi"), strict=True):
-        key = f"entropy_{method}_train_normal"
+    for ax, estimator in zip(axes[0], ESTIMATORS, strict=True):
+        key = f"entropy_{estimator}_train_normal"
         points = [(e[key][0], e["auroc"][0], e["latent_size"]) for e in table if key in e]
         if not points:
             ax.set_visible(False)
@@ -183,7 +184,7 @@ def _plot_auroc_vs_entropy(table, path):
         for xi, yi, di in points:
             ax.annotate(f"d={di}", (xi, yi), fontsize=7, textcoords="offset points",
                         xytext=(3, 3))
-        ax.set_xlabel(f"H_{method}(Z) of train-normal codes (nats)")
+        ax.set_xlabel(f"H_{estimator}(Z) of train-normal codes (nats)")
         ax.set_ylabel("image AUROC")
         ax.grid(alpha=0.3)
     fig.tight_layout()

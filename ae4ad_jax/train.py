@@ -6,7 +6,8 @@ step is written for one model and lifted over members. Each epoch draws a
 per-member permutation of the device-resident uint8 train set. The last
 partial batch is kept, padded to the batch size with zero-weight rows that
 enter neither the loss nor the BatchNorm statistics, so every step has one
-shape and the result equals training on the unpadded batch.
+shape and the result equals training on the unpadded batch. How steps and
+members are compiled on this backend is an `execution.Plan`.
 """
 
 import functools
@@ -21,15 +22,16 @@ import optax
 from flax.training import train_state
 
 from ae4ad_jax import (
+    batching,
     checkpointing,
+    config_checks,
     ensemble,
     entropy,
     evaluate,
+    execution,
     input_pipeline,
-    models,
     report,
-    reporting,
-    validation,
+    run_outputs,
 )
 from ae4ad_jax.errors import UserError
 from ae4ad_jax.methods import METHODS
@@ -70,7 +72,7 @@ def create_train_state(config, method, members) -> TrainState:
         standalone = method.create_model(config, latent_size=m["latent_size"])
         params, batch_stats, key = _init_fn(standalone, shape)(jax.random.PRNGKey(m["seed"]))
         states.append(TrainState.create(
-            apply_fn=model.apply, params=models.resize_latent(params, width), tx=tx,
+            apply_fn=model.apply, params=ensemble.resize_latent(params, width), tx=tx,
             batch_stats=batch_stats, rng=key,
             latent_mask=ensemble.latent_mask(m["latent_size"], width),
             entropy_weight=jnp.float32(m.get("entropy_weight", 0.0))))
@@ -99,12 +101,9 @@ def train_step(state: TrainState, images, weights, rng, *, method, axis_name=Non
 
 def epoch_batches(rng, epoch, num_images, batch_size):
     """A member's order for one epoch: indices and weights, both [steps, batch_size]."""
-    steps = -(-num_images // batch_size)
-    pad = steps * batch_size - num_images
     order = jax.random.permutation(jax.random.fold_in(rng, epoch), num_images)
-    indices = jnp.concatenate([order, jnp.zeros(pad, order.dtype)])
-    weights = jnp.concatenate([jnp.ones(num_images), jnp.zeros(pad)])
-    return indices.reshape(steps, batch_size), weights.reshape(steps, batch_size)
+    return (batching.split_padded(order, batch_size),
+            batching.split_padded(jnp.ones(num_images), batch_size))
 
 
 def plan_epoch(state, epoch, num_images, batch_size):
@@ -131,7 +130,8 @@ def _train_epoch_scan(state, train_images, epoch, *, method, batch_size, lowerin
     def body(state, batch):
         return ensemble_step(state, train_images, *batch, method=method, lowering=lowering)
 
-    return jax.lax.scan(body, state, (indices.swapaxes(0, 1), weights.swapaxes(0, 1)))
+    state, metrics = jax.lax.scan(body, state, (indices.swapaxes(0, 1), weights.swapaxes(0, 1)))
+    return state, jax.tree_util.tree_map(lambda x: x.swapaxes(0, 1), metrics)
 
 
 _plan_epoch = jax.jit(plan_epoch, static_argnames=("num_images", "batch_size"))
@@ -143,43 +143,34 @@ def _train_batch(state, train_images, indices, weights, t, *, method, lowering):
 
 
 _STEP_STATICS = ("method", "lowering")
-_train_batch_donating = jax.jit(_train_batch, static_argnames=_STEP_STATICS, donate_argnums=0)
-_train_batch_copying = jax.jit(_train_batch, static_argnames=_STEP_STATICS)
+_train_batch_programs = {
+    True: jax.jit(_train_batch, static_argnames=_STEP_STATICS, donate_argnums=0),
+    False: jax.jit(_train_batch, static_argnames=_STEP_STATICS),
+}
 
 
-def _step_fn(state):
-    """The per-step program: donating the state everywhere but on CPU, where XLA's copy
-    insertion then copies every parameter and Adam moment at each step (133 copies,
-    30 MB for the default AE): without donation the step runs 15-18% faster (A/B)."""
-    platforms = {device.platform for device in state.step.devices()}
-    return _train_batch_copying if platforms == {"cpu"} else _train_batch_donating
-
-
-def train_epoch(state, train_images, epoch, *, method, batch_size, lowering, loop, chunk=0):
-    """One epoch for all members: the new state and per-step metrics [steps, M].
-
-    With `chunk` < M, members go through in chunks of that many, one chunk after
-    another (to bound device memory); "host" lowering is chunks of one.
-    """
-    if lowering == "host":
-        lowering, chunk = "unroll", 1
-    if 0 < chunk < state.step.shape[0]:
-        results = [train_epoch(part, train_images, epoch, method=method, batch_size=batch_size,
-                               lowering=lowering, loop=loop)
-                   for part in ensemble.chunks(state, chunk)]
-        return (ensemble.concatenate([r[0] for r in results]),
-                ensemble.concatenate([r[1] for r in results], axis=1))
-    if loop == "scan":
+def _train_epoch_chunk(state, train_images, epoch, *, method, batch_size, plan):
+    if plan.loop == "scan":
         return _train_epoch_scan(state, train_images, epoch, method=method,
-                                 batch_size=batch_size, lowering=lowering)
+                                 batch_size=batch_size, lowering=plan.lowering)
     indices, weights = _plan_epoch(state, epoch, train_images.shape[0], batch_size)
-    step = _step_fn(state)
+    step = _train_batch_programs[plan.donate]
     step_metrics = []
     for t in range(indices.shape[1]):
         state, metrics = step(state, train_images, indices, weights, t, method=method,
-                              lowering=lowering)
+                              lowering=plan.lowering)
         step_metrics.append(metrics)
-    return state, ensemble.stack(step_metrics)
+    return state, ensemble.stack(step_metrics, 1)
+
+
+def train_epoch(state, train_images, epoch, *, method, batch_size, plan):
+    """One epoch for all members: the new state and per-step metrics [M, steps].
+
+    Members go through in chunks of `plan.chunk`, one chunk after another.
+    """
+    return ensemble.in_chunks(functools.partial(
+        _train_epoch_chunk, train_images=train_images, epoch=epoch, method=method,
+        batch_size=batch_size, plan=plan), state, plan.chunk)
 
 
 def member_step_bytes(state, config, method) -> int:
@@ -192,25 +183,21 @@ def member_step_bytes(state, config, method) -> int:
     return int(analysis.temp_size_in_bytes + 3 * analysis.argument_size_in_bytes)
 
 
-def score_members(state, images, *, config, method, lowering, chunk=0, with_maps=False):
+def score_members(state, images, *, config, method, plan, with_maps=False):
     """Every member's scores of `images` (device uint8): arrays [M, N] (maps [M, N, H, W])."""
-    if lowering == "host":
-        lowering, chunk = "unroll", 1
-    if 0 < chunk < state.step.shape[0]:
-        return ensemble.concatenate([
-            score_members(part, images, config=config, method=method, lowering=lowering,
-                          with_maps=with_maps) for part in ensemble.chunks(state, chunk)])
-    members = {"variables": {"params": state.params, "batch_stats": state.batch_stats},
-               "latent_mask": state.latent_mask}
-    return evaluate.score_images(members, images, method=method, apply_fn=state.apply_fn,
-                                 batch_size=config.eval.batch_size, with_maps=with_maps,
-                                 lowering=lowering)
+    def score(state):
+        members = {"variables": {"params": state.params, "batch_stats": state.batch_stats},
+                   "latent_mask": state.latent_mask}
+        return evaluate.score_images(members, images, method=method, apply_fn=state.apply_fn,
+                                     batch_size=config.eval.batch_size, with_maps=with_maps,
+                                     lowering=plan.lowering)
+
+    return ensemble.in_chunks(score, state, plan.chunk)
 
 
 def evaluate_members(state, members, data, device_data, config, method, plan):
     """Scores train, val and test splits with every member; one metrics row per member."""
-    score = functools.partial(score_members, state, config=config, method=method,
-                              lowering=plan.lowering, chunk=plan.chunk)
+    score = functools.partial(score_members, state, config=config, method=method, plan=plan)
     test = jax.device_get(score(device_data["test"], with_maps=data.test_masks is not None))
     train = jax.device_get(score(device_data["train"]))
     val = jax.device_get(score(device_data["val"])) if len(data.val_images) else None
@@ -218,7 +205,7 @@ def evaluate_members(state, members, data, device_data, config, method, plan):
     for m, member in enumerate(members):
         row = evaluate.compute_metrics(ensemble.member(test, m), ensemble.member(train, m),
                                        data.test_labels, data.test_masks,
-                                       member["latent_size"], tuple(config.entropy_methods))
+                                       member["latent_size"], tuple(config.entropy_estimators))
         if val is not None:
             row["recon_error_val_normal"] = float(val["mse"][m].mean())
         rows.append(row)
@@ -229,12 +216,12 @@ def _check_finite(losses, epoch, steps_per_epoch, last_saved, workdir):
     bad = ~np.isfinite(losses)
     if not bad.any():
         return
-    step_in_epoch, member = np.argwhere(bad)[0]
+    step_in_epoch, member = np.argwhere(bad.T)[0]  # the earliest step
     step = (epoch - 1) * steps_per_epoch + int(step_in_epoch) + 1
     kept = (f"the last good checkpoint (epoch {last_saved}) is kept in {workdir}/checkpoints"
             if last_saved else "no checkpoint had been written yet")
     raise UserError(
-        f"Training diverged: the loss of member {member} became {losses[step_in_epoch, member]} "
+        f"Training diverged: the loss of member {member} became {losses[member, step_in_epoch]} "
         f"at step {step} (epoch {epoch}); {kept}. Lower learning_rate or check the data.")
 
 
@@ -248,11 +235,11 @@ def _is_checkpoint_epoch(epoch, config):
 
 def _load_for_run(config, workdir, eval_only):
     """Everything a run needs before its first step; all user-input checks happen here."""
-    validation.validate_config(config)
-    validation.prepare_workdir(workdir, config, must_exist=eval_only)
+    config_checks.validate_config(config)
+    run_outputs.prepare_workdir(workdir, config, must_exist=eval_only)
     method = METHODS[config.method]
     data = input_pipeline.load(config)
-    validation.check_data(data, config)
+    config_checks.check_data(data, config)
     device_data = {"train": jax.device_put(data.train_images),
                    "val": jax.device_put(data.val_images),
                    "test": jax.device_put(data.test_images)}
@@ -269,26 +256,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     method, data, device_data = _load_for_run(config, workdir, eval_only)
     members = ensemble.members_from_config(config)
     state = create_train_state(config, method, members)
-    manager = checkpointing.create_manager(workdir, config)
+    manager = checkpointing.create_manager(workdir)
     state, start_epoch = checkpointing.restore_or_keep(manager, state, workdir)
     if eval_only and start_epoch == 0:
         raise UserError(f"--eval_only needs a checkpoint, and {workdir}/checkpoints has none.")
-    writer = reporting.Writer(workdir, members, start_epoch)
-    steps_per_epoch = -(-data.train_images.shape[0] // config.batch_size)
-    plan = ensemble.plan_execution(config, len(members),
+    writer = run_outputs.Writer(workdir, members, start_epoch)
+    steps_per_epoch = batching.num_batches(data.train_images.shape[0], config.batch_size)
+    plan = execution.fit_to_memory(execution.plan_execution(config), len(members),
                                    functools.partial(member_step_bytes, state, config, method))
     last_saved, rows = start_epoch, None
     try:
         for epoch in range(start_epoch + 1, 1 if eval_only else config.num_epochs + 1):
             epoch_start = time.time()
             state, step_metrics = train_epoch(state, device_data["train"], epoch, method=method,
-                                              batch_size=config.batch_size,
-                                              lowering=plan.lowering, loop=plan.loop,
-                                              chunk=plan.chunk)
-            losses = np.asarray(step_metrics["loss"])  # [steps, M]
+                                              batch_size=config.batch_size, plan=plan)
+            losses = np.asarray(step_metrics["loss"])  # [M, steps]
             _check_finite(losses, epoch, steps_per_epoch, last_saved, workdir)
             seconds = time.time() - epoch_start
-            writer.write_train(epoch, losses.mean(axis=0),
+            writer.write_train(epoch, losses.mean(axis=1),
                                data.train_images.shape[0] * len(members) / seconds)
             rows = None
             if _is_eval_epoch(epoch, config):
@@ -300,10 +285,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     finally:  # a save in flight completes even when training stops with an error
         manager.wait_until_finished()
     if rows is None:
-        reporting.log(f"Evaluating the checkpoint of epoch {last_saved}.")
+        run_outputs.log(f"Evaluating the checkpoint of epoch {last_saved}.")
         rows = evaluate_members(state, members, data, device_data, config, method, plan)
-    reporting.write_examples(workdir, state, data, config, method)
-    summary = reporting.write_summary(workdir, config, members, rows, state,
+    run_outputs.write_examples(workdir, state, data, config, method)
+    summary = run_outputs.write_summary(workdir, config, members, rows, state,
                                       time.time() - start_time)
     report.write_report([workdir])
     writer.close()

@@ -35,31 +35,28 @@ def get_config():
     config.learning_rate = 1e-3
     config.eval_every_epochs = 25  # also evaluated after epoch 1 and the last epoch
     config.checkpoint_every_epochs = 5  # also saved at every evaluation
-    # How members and steps are compiled (train.resolve_backend_choices); same results.
-    config.member_lowering = "auto"  # "vmap" | "unroll" | "host"
-    config.epoch_loop = "auto"  # "scan" | "host"
-    config.member_chunk_size = 0  # members per program; 0 = as many as fit the device memory
 
     config.model = ml_collections.ConfigDict(dict(
         base_width=16, expansion=1, hidden_width=1024,
         encoder_depth=1, decoder_depth=1, spatial=False,
-        # Resampling convolutions by phases or space-to-depth, chosen by their channel
-        # counts: the same function, faster (False: XLA's own lowerings).
-        phase_convs=True,
-        # "bfloat16": activations and products in bfloat16 (for GPUs/TPUs; no faster on CPU);
-        # parameters, optimiser state, BatchNorm statistics and the loss stay float32.
+        # "bfloat16": activations and products in bfloat16 (for GPUs/TPUs); parameters,
+        # optimiser state, BatchNorm statistics and the loss stay float32.
         compute_dtype="float32"))
     config.optim = ml_collections.ConfigDict(dict(b1=0.9, b2=0.999, eps=1e-8))
     # Latent entropy H(Z) of train-normal, test-normal and test-abnormal codes at every
     # evaluation (ae4ad_jax/entropy.py): any of "gaussian", "knn", "renyi".
-    config.entropy_methods = ("gaussian", "knn")
+    config.entropy_estimators = ("gaussian", "knn")
     # Entropy-controlled training: loss = MSE + entropy_weight * (matrix Renyi-2 entropy of
     # the batch's latent codes). entropy_weights, when set, is an ensemble axis.
     config.entropy_weight = 0.0
     config.entropy_weights = ()
-    # Scoring batch (does not change the scores): 64 scored 5-13% faster than 256 on
-    # 2 CPU cores at 64x64 and 3% at 128x128 (in-process A/B, README).
+    # Scoring batch (it does not change the scores) and examples per class in examples.png.
     config.eval = ml_collections.ConfigDict(dict(batch_size=64, num_examples=4))
     config.phantom = ml_collections.ConfigDict(dict(
         num_train=3000, num_test_normal=500, num_test_abnormal=500, seed=0))
+    # How the run is compiled on this backend (ae4ad_jax/execution.py). These settings
+    # never change results; "auto" picks the fast choice for the backend.
+    config.execution = ml_collections.ConfigDict(dict(
+        kernels="auto", member_lowering="auto", epoch_loop="auto", donate_state="auto",
+        member_chunk_size=0))
     return config

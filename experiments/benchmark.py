@@ -26,11 +26,11 @@ that a shared machine's slow spells fall on both sides of a ratio. Under each
 input's rows the ratios are also given round by round (min / quartiles / max), to
 show how far one run's medians can be trusted.
 
-"(before)" rows: the single model in a child process with the convolutions as
-they were before the speed work: XLA's own zero-dilated resampling convolutions
-(model.phase_convs=False) and XLA:CPU's default convolution library (YNNPACK,
-AE4AD_KEEP_XLA_FLAGS=1; see ae4ad_jax/__init__.py). The other changes (BatchNorm
-sums as matrix products, the select ReLU, the undonated CPU step) are in both rows.
+"(before)" rows: the single model in a child process with XLA's own kernels
+(`execution.kernels=xla`: zero-dilated resampling convolutions, plain BatchNorm
+reductions and ReLU) and XLA:CPU's default convolution library (no
+`cpu_kernels.apply_xla_cpu_flags`). The undonated CPU step and the evaluation batch
+are in both rows. Measurements: docs/performance.md.
 """
 
 import os
@@ -46,8 +46,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import ae4ad_jax  # noqa: E402
-from ae4ad_jax import ensemble, methods, train  # noqa: E402
+from ae4ad_jax import cpu_kernels, execution, methods, models, train  # noqa: E402
 from configs import default  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -59,7 +58,10 @@ flags.DEFINE_integer("eval_images", 1024, "Images scored in the scoring measurem
 flags.DEFINE_bool("torch", True, "Also measure PyTorch when it is installed.")
 flags.DEFINE_bool("before", True, "Also measure the single model as it was before the speed "
                   "work (a child process; see the module docstring).")
-flags.DEFINE_bool("phase_convs", True, "model.phase_convs (the child sets it False).")
+flags.DEFINE_enum("kernels", "auto", ["auto", "xla", "cpu"], "execution.kernels (the child "
+                  "sets xla).")
+flags.DEFINE_bool("xla_cpu_flag", True, "Apply cpu_kernels.apply_xla_cpu_flags (the child "
+                  "does not).")
 flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"], "model.compute_dtype.")
 flags.DEFINE_integer("epochs", 6, "Timed rounds; medians are reported.")
 LATENT_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -69,7 +71,7 @@ BATCH = 64
 def _config(size, channels):
     config = default.get_config()
     config.image_size, config.channels = size, channels
-    config.model.phase_convs = FLAGS.phase_convs
+    config.execution.kernels = FLAGS.kernels
     config.model.compute_dtype = FLAGS.compute_dtype
     return config
 
@@ -107,7 +109,7 @@ def jax_trainer(config, num_members):
     members = ([{"latent_size": 16, "seed": 0}] if num_members == 1 else
                [{"latent_size": LATENT_SIZES[i % 8], "seed": i // 8} for i in range(num_members)])
     state = train.create_train_state(config, method, members)
-    plan = ensemble.plan_execution(config, num_members,
+    plan = execution.fit_to_memory(execution.plan_execution(config), num_members,
                                    lambda: train.member_step_bytes(state, config, method))
     shape = (BATCH * FLAGS.steps, config.image_size, config.image_size, config.channels)
     images = jnp.asarray(np.random.default_rng(0).integers(0, 256, shape), jnp.uint8)
@@ -116,8 +118,7 @@ def jax_trainer(config, num_members):
     def run():
         box["epoch"] += 1
         box["state"], metrics = train.train_epoch(
-            box["state"], images, box["epoch"], method=method, batch_size=BATCH,
-            lowering=plan.lowering, loop=plan.loop, chunk=plan.chunk)
+            box["state"], images, box["epoch"], method=method, batch_size=BATCH, plan=plan)
         jax.block_until_ready(metrics)
 
     start = time.perf_counter()
@@ -132,12 +133,13 @@ def jax_scorer(config):
     """(score FLAGS.eval_images images, maps included, in one call; images scored)."""
     method = methods.METHODS["ae"]
     state = train.create_train_state(config, method, [{"latent_size": 16, "seed": 0}])
+    plan = execution.plan_execution(config)
     shape = (FLAGS.eval_images, config.image_size, config.image_size, config.channels)
     images = jnp.asarray(np.random.default_rng(1).integers(0, 256, shape), jnp.uint8)
 
     def run():
         jax.block_until_ready(train.score_members(
-            state, images, config=config, method=method, lowering="unroll", with_maps=True))
+            state, images, config=config, method=method, plan=plan, with_maps=True))
 
     return run, shape[0]
 
@@ -182,7 +184,7 @@ def torch_model(size, channels, latent=16):
         layers = [tnn.ConvTranspose2d(i, o, 4, 2, 1, bias=False)]
         return layers if last else layers + [tnn.BatchNorm2d(o), tnn.ReLU()]
 
-    fm = size // 16
+    fm = size // models.DOWNSAMPLE_FACTOR
     return tnn.Sequential(
         *down(channels, 16), *down(16, 32), *down(32, 64), *down(64, 64), tnn.Flatten(),
         tnn.Linear(64 * fm * fm, 1024), tnn.BatchNorm1d(1024), tnn.ReLU(),
@@ -225,13 +227,13 @@ def torch_runners(size, channels):
 
 def _before_row(size, channels, reference):
     """The single-model row of the state before the speed work, from a child process."""
-    flags_before = os.environ.get("XLA_FLAGS", "").replace(ae4ad_jax.CPU_XLA_FLAG, "").strip()
-    env = dict(os.environ, AE4AD_KEEP_XLA_FLAGS="1", XLA_FLAGS=flags_before)
+    flags_before = os.environ.get("XLA_FLAGS", "").replace(cpu_kernels.XLA_CPU_FLAG, "").strip()
+    env = dict(os.environ, XLA_FLAGS=flags_before)
     child = subprocess.run(
         [sys.executable, os.path.abspath(__file__), "--members=1", f"--sizes={size}",
          f"--channels={channels}", f"--steps={FLAGS.steps}", f"--epochs={FLAGS.epochs}",
          f"--eval_images={FLAGS.eval_images}", "--torch=false", "--before=false",
-         "--phase_convs=false", f"--compute_dtype={FLAGS.compute_dtype}"],
+         "--kernels=xla", "--xla_cpu_flag=false", f"--compute_dtype={FLAGS.compute_dtype}"],
         env=env, capture_output=True, text=True, check=True)
     cells = [line for line in child.stdout.splitlines()
              if line.startswith(f"| {size}x{size}x{channels} |")][0].split("|")[1:-1]
@@ -244,6 +246,8 @@ def _before_row(size, channels, reference):
 
 def main(argv):
     del argv
+    if FLAGS.xla_cpu_flag:
+        cpu_kernels.apply_xla_cpu_flags()
     try:
         import torch
 
@@ -256,7 +260,7 @@ def main(argv):
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     peak = matmul_gflops()
     print(f"float32 matrix product (2048 x 2048): {peak:.0f} GFLOP/s")
-    print("| input | M | lowering | JAX train img/s | vs seq | compile s | JAX score img/s "
+    print("| input | M | lowering/chunk | JAX train img/s | vs seq | compile s | JAX score img/s "
           "| torch train img/s | JAX/torch train | torch score 1-by-1 | torch score x256 |")
     print("|---" * 11 + "|")
     for size in map(int, FLAGS.sizes):
@@ -299,8 +303,9 @@ def main(argv):
                     torch_cells = [f"{reference['train']:.0f}", f"{rate / reference['train']:.2f}x",
                                    f"{reference['score 1-by-1']:.0f}",
                                    f"{reference['score x256']:.0f}"]
-                print(f"| {size}x{size}x{channels} | {num_members} | {plan.lowering} | "
-                      f"{rate:.0f} | {vs_sequential:.2f}x | {compile_s:.1f} | "
+                print(f"| {size}x{size}x{channels} | {num_members} | "
+                      f"{plan.lowering}/{plan.chunk} | {rate:.0f} | {vs_sequential:.2f}x | "
+                      f"{compile_s:.1f} | "
                       + (f"{score['jax']:.0f}" if num_members == 1 else "-") + " | "
                       + " | ".join(torch_cells) + " |", flush=True)
             flops = forward_flops(config)

@@ -6,8 +6,8 @@ channels -> 16) on XLA:CPU: its forward pass and its kernel gradient, each form 
 A case is BATCHxSIZExCHANNELS (the layer's input). Forward forms:
 
   strided   XLA's strided convolution
-  s2d       space-to-depth, then a 2x2 stride-1 convolution (models.downsample_by_s2d)
-  taps      16 * C_in broadcast products of strided windows (models.downsample_by_taps)
+  s2d       space-to-depth, then a 2x2 stride-1 convolution (cpu_kernels.downsample_by_s2d)
+  taps      16 * C_in broadcast products of strided windows (cpu_kernels.downsample_by_taps)
 
 Kernel-gradient forms (what training needs of the first layer; its input needs no
 gradient): XLA's autodiff of the strided and of the space-to-depth forward.
@@ -31,8 +31,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import ae4ad_jax  # noqa: E402, F401  (XLA:CPU convolution setting, as in training)
-from ae4ad_jax import models  # noqa: E402
+from ae4ad_jax import cpu_kernels, models  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("cases", ["64x64x1", "64x64x3", "64x128x1", "256x64x1", "256x128x1"],
@@ -42,7 +41,7 @@ OUT = 16
 
 
 def _strided(x, kernel):
-    return models._conv(x, kernel, 2, 1)
+    return models.XLA.downsample(x, kernel)
 
 
 def _kernel_grad(forward):
@@ -72,6 +71,7 @@ def _time(group, args, rounds):
 
 def main(argv):
     del argv
+    cpu_kernels.apply_xla_cpu_flags()  # as in training
     print(f"jax {jax.__version__} on {jax.default_backend()}, {os.cpu_count()} cores")
     print("| input | pass | " + " | ".join(["strided", "s2d", "taps"]) + " | max rel. error |")
     print("|---|---|---|---|---|---|")
@@ -81,10 +81,10 @@ def main(argv):
         x = rng.standard_normal((batch, size, size, channels)).astype(np.float32)
         kernel = rng.standard_normal((4, 4, channels, OUT)).astype(np.float32)
         cotangent = rng.standard_normal((batch, size // 2, size // 2, OUT)).astype(np.float32)
-        forward = _time({"strided": _strided, "s2d": models.downsample_by_s2d,
-                         "taps": models.downsample_by_taps}, (x, kernel), FLAGS.rounds)
+        forward = _time({"strided": _strided, "s2d": cpu_kernels.downsample_by_s2d,
+                         "taps": cpu_kernels.downsample_by_taps}, (x, kernel), FLAGS.rounds)
         grads = _time({"strided": _kernel_grad(_strided),
-                       "s2d": _kernel_grad(models.downsample_by_s2d)},
+                       "s2d": _kernel_grad(cpu_kernels.downsample_by_s2d)},
                       (x, kernel, cotangent), FLAGS.rounds)
         for name, row in (("forward", forward), ("kernel grad", grads)):
             cells = [f"{row[f][0]:.2f}" if f in row else "" for f in ("strided", "s2d", "taps")]

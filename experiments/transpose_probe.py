@@ -9,7 +9,7 @@ writes that array in output order, so consecutive writes read inputs H*W*C
 floats apart and every cache line of the input is fetched once per channel
 it holds. With the preceding BatchNorm + max(x, 0) fused into the transpose
 (XLA recomputes them there rather than reading the forward pass's result)
-the cost grows several times. `models.relu` writes the ReLU as a select of
+the cost grows several times. `cpu_kernels.relu` writes the ReLU as a select of
 two full-size operands, which XLA computes once, so that the transpose reads
 a materialised array. This probe times the pieces for the AE's second
 encoder layer (Conv 4x4, stride 2, 16 -> 32 channels, batch 64), each the
@@ -21,7 +21,7 @@ median of --rounds rounds in which all variants take turns:
   identity matmul        the same transpose as a product with the N x N identity
   forward                BN + ReLU + the layer's convolution
   forward + kernel grad  plus XLA's kernel gradient, as autodiff emits it
-  ... select ReLU        the same with models.relu (as the AE trains)
+  ... select ReLU        the same with cpu_kernels.relu (as the AE trains)
 """
 
 import os
@@ -36,8 +36,7 @@ from jax import lax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import ae4ad_jax  # noqa: E402, F401  (XLA:CPU convolution setting, as in training)
-from ae4ad_jax import models  # noqa: E402
+from ae4ad_jax import cpu_kernels  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["64", "128"], "Input image sizes (the layer sees half).")
@@ -73,7 +72,7 @@ def _variants(size):
         return y, pullback(grad)[0]
 
     def with_select_relu(a, *stats):
-        return forward_and_kernel_grad(a, *stats, relu=models.relu)
+        return forward_and_kernel_grad(a, *stats, relu=cpu_kernels.relu)
 
     return {
         "elementwise pass": (lambda a: a + 1.0, (a,)),
@@ -89,6 +88,7 @@ def _variants(size):
 
 def main(argv):
     del argv
+    cpu_kernels.apply_xla_cpu_flags()  # as in training
     print(f"jax {jax.__version__} on {jax.default_backend()}, {os.cpu_count()} cores")
     for size in map(int, FLAGS.sizes):
         variants, a = _variants(size)

@@ -1,4 +1,5 @@
-"""Test settings: fast CPU compiles, repository root importable (for `configs`)."""
+"""Test settings: fast CPU compiles, the command line's XLA:CPU option, repository root
+importable (for `configs`)."""
 
 import os
 import sys
@@ -10,6 +11,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from ae4ad_jax import cpu_kernels  # noqa: E402
+
+cpu_kernels.apply_xla_cpu_flags()  # as the command-line entry points do
 jax.config.update("jax_disable_most_optimizations", True)
 
 

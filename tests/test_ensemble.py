@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ae4ad_jax import ensemble, export, methods, models, report, train, validation
+from ae4ad_jax import ensemble, execution, export, methods, models, report, run_outputs, train
 from ae4ad_jax.errors import UserError
 
 METHOD = methods.METHODS["ae"]
@@ -18,14 +18,35 @@ def _state(config, members):
         {"latent_size": d, "seed": s} for d, s in members])
 
 
-def _epoch(state, images, epoch=1, lowering="host"):
+def _plan(lowering="unroll", chunk=1, loop="host"):
+    return execution.Plan(kernels="cpu", lowering=lowering, loop=loop, donate=False,
+                          chunk=chunk)
+
+
+def _epoch(state, images, epoch=1, plan=None):
     return train.train_epoch(state, images, epoch, method=METHOD, batch_size=32,
-                             lowering=lowering, loop="host")
+                             plan=plan or _plan())
 
 
 @pytest.fixture(scope="module")
 def images():
     return jnp.asarray(np.random.default_rng(0).integers(0, 256, (100, 32, 32, 1)), jnp.uint8)
+
+
+def test_resize_latent_pads_and_cuts_only_latent_axes():
+    model = models.AutoEncoder(latent_size=3, base_width=4, hidden_width=8)
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 1)), train=False)["params"]
+    padded = ensemble.resize_latent(params, 5)
+    bottleneck = padded["Bottleneck_0"]
+    assert bottleneck["to_latent"]["Dense_0"]["kernel"].shape == (8, 5)
+    assert bottleneck["to_latent"]["Dense_0"]["bias"].shape == (5,)
+    assert bottleneck["from_latent"]["Dense_0"]["kernel"].shape == (5, 8)
+    assert bottleneck["from_latent"]["Dense_0"]["bias"].shape == (8,)
+    assert np.all(bottleneck["from_latent"]["Dense_0"]["kernel"][3:] == 0)
+    back = ensemble.resize_latent(padded, 3)
+    for a, b in zip(jax.tree_util.tree_leaves(back), jax.tree_util.tree_leaves(params),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_members_from_config(test_config):
@@ -39,7 +60,7 @@ def test_members_from_config(test_config):
 def test_padded_latent_weights_stay_exactly_zero(test_config, images):
     state = _state(test_config, [(2, 0), (5, 1)])
     for epoch in (1, 2):
-        state, _ = _epoch(state, images, epoch, lowering="vmap")
+        state, _ = _epoch(state, images, epoch, _plan("vmap", chunk=0))
     small = ensemble.member(state, 0)
     bottleneck = small.params["Bottleneck_0"]
     assert np.all(bottleneck["to_latent"]["Dense_0"]["kernel"][:, 2:] == 0)
@@ -55,7 +76,7 @@ def test_mixed_size_member_equals_standalone_model(test_config, images):
     mixed = _state(test_config, [(2, 3), (6, 4)])
     alone = _state(test_config, [(2, 3)])
     # The same initial weights: the member is initialised as the standalone model (fan-in 2).
-    cut = models.resize_latent(ensemble.member(mixed, 0).params, 2)
+    cut = ensemble.resize_latent(ensemble.member(mixed, 0).params, 2)
     for a, b in zip(jax.tree_util.tree_leaves(cut),
                     jax.tree_util.tree_leaves(ensemble.member(alone, 0).params), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -65,8 +86,8 @@ def test_mixed_size_member_equals_standalone_model(test_config, images):
     for epoch in (1, 2):  # 8 steps on the same batches (same seed, same permutations)
         mixed, metrics_mixed = _epoch(mixed, images, epoch)
         alone, metrics_alone = _epoch(alone, images, epoch)
-        losses_mixed.append(metrics_mixed["loss"][:, 0])
-        losses_alone.append(metrics_alone["loss"][:, 0])
+        losses_mixed.append(metrics_mixed["loss"][0])
+        losses_alone.append(metrics_alone["loss"][0])
     np.testing.assert_allclose(np.concatenate(losses_mixed), np.concatenate(losses_alone),
                                rtol=1e-4)
     x = jnp.asarray(images[:8], jnp.float32) / 127.5 - 1
@@ -84,11 +105,11 @@ def test_members_train_independently(test_config, images):
     second = _state(test_config, [(4, 0), (4, 2)])
     first, metrics_first = _epoch(first, images)
     second, metrics_second = _epoch(second, images)
-    np.testing.assert_array_equal(metrics_first["loss"][:, 0], metrics_second["loss"][:, 0])
+    np.testing.assert_array_equal(metrics_first["loss"][0], metrics_second["loss"][0])
     for a, b in zip(jax.tree_util.tree_leaves(ensemble.member(first, 0).params),
                     jax.tree_util.tree_leaves(ensemble.member(second, 0).params), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(metrics_first["loss"][:, 1], metrics_second["loss"][:, 1])
+    assert not np.array_equal(metrics_first["loss"][1], metrics_second["loss"][1])
 
 
 def test_ensemble_run_reports_every_member(test_config, tmp_path):
@@ -110,7 +131,7 @@ def test_ensemble_run_reports_every_member(test_config, tmp_path):
     out = tmp_path / "member1"
     assert export.export_member(str(tmp_path), 1, str(out)) == {
         "latent_size": 2, "seed": 1, "epoch": 1}
-    config = validation.load_saved_config(str(out))
+    config = run_outputs.load_saved_config(str(out))
     assert (config.latent_size, config.seed, config.latent_sizes) == (2, 1, ())
     alone = train.train_and_evaluate(config, str(out), eval_only=True)["metrics"][0]
     assert alone["latent_size"] == 2 and alone["seed"] == 1
@@ -133,17 +154,13 @@ def test_report_aggregates_mean_and_std():
 def test_chunked_members_give_the_same_epoch(test_config, images):
     state = _state(test_config, [(2, 0), (4, 1), (8, 2)])
     copy = jax.tree_util.tree_map(jnp.copy, state)
-    whole, metrics_whole = train.train_epoch(state, images, 1, method=METHOD, batch_size=32,
-                                             lowering="vmap", loop="host")
-    chunked, metrics_chunked = train.train_epoch(copy, images, 1, method=METHOD,
-                                                 batch_size=32, lowering="vmap", loop="host",
-                                                 chunk=2)
-    assert metrics_chunked["loss"].shape == (4, 3)
+    whole, metrics_whole = _epoch(state, images, plan=_plan("vmap", chunk=0))
+    chunked, metrics_chunked = _epoch(copy, images, plan=_plan("vmap", chunk=2))
+    assert metrics_chunked["loss"].shape == (3, 4)
     np.testing.assert_allclose(metrics_chunked["loss"], metrics_whole["loss"], rtol=1e-3)
     np.testing.assert_array_equal(chunked.step, [4, 4, 4])
-    scores = [train.score_members(s, images, config=test_config, method=METHOD,
-                                  lowering="vmap", chunk=c)["score"]
-              for s, c in ((whole, 0), (whole, 2))]
+    scores = [train.score_members(whole, images, config=test_config, method=METHOD,
+                                  plan=_plan("vmap", chunk=c))["score"] for c in (0, 2)]
     np.testing.assert_allclose(scores[0], scores[1], rtol=1e-5)
     assert train.member_step_bytes(whole, test_config, METHOD) > 1e5
 
@@ -158,9 +175,9 @@ def test_entropy_weight_lowers_latent_entropy(test_config):
     images = jnp.asarray(input_pipeline.load(test_config).train_images)
     for epoch in (1, 2, 3):
         state, metrics = _epoch(state, images, epoch)
-    entropy_plain, entropy_weighted = np.asarray(metrics["latent_entropy"]).mean(axis=0)
+    entropy_plain, entropy_weighted = np.asarray(metrics["latent_entropy"]).mean(axis=1)
     assert entropy_weighted < entropy_plain - 0.1, (entropy_weighted, entropy_plain)
-    np.testing.assert_allclose(metrics["loss"][:, 0], metrics["reconstruction_loss"][:, 0])
+    np.testing.assert_allclose(metrics["loss"][0], metrics["reconstruction_loss"][0])
 
 
 def test_label_free_choice_of_d_uses_normal_reconstruction_only():

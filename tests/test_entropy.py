@@ -80,13 +80,13 @@ def test_degenerate_inputs_are_finite_or_clear_errors():
     duplicated = np.repeat(np.random.default_rng(3).standard_normal((20, 4)), 5, axis=0)
     wide = np.random.default_rng(4).standard_normal((10, 32)).astype(np.float32)
     for z in (constant, duplicated, wide):
-        for method in entropy.METHODS:
+        for method in entropy.ESTIMATORS:
             assert np.isfinite(float(entropy.estimate_entropy(z, method))), method
     with pytest.raises(UserError, match="at least 2 vectors"):
         entropy.estimate_entropy(np.ones((1, 3)), "gaussian")
     with pytest.raises(UserError, match="at least 4 vectors"):
         entropy.estimate_entropy(np.ones((3, 3)), "knn")
-    with pytest.raises(UserError, match="Unknown entropy method 'shannon'"):
+    with pytest.raises(UserError, match="Unknown entropy estimator 'shannon'"):
         entropy.estimate_entropy(constant, "shannon")
 
 

@@ -1,22 +1,53 @@
-"""Metrics against scikit-learn, direct loops and a hand-worked case; padded scoring."""
+"""Metrics against hand-worked cases and their definitions as loops; padded scoring."""
 
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from sklearn import metrics as sk
+import pytest
 
 from ae4ad_jax import entropy, evaluate, methods, models
 
 
-def test_image_metrics_equal_sklearn():
+def auroc_by_pairs(scores, labels):
+    """P(score of an abnormal > score of a normal), ties counting one half."""
+    abnormal, normal = scores[labels == 1], scores[labels == 0]
+    wins = (abnormal[:, None] > normal[None, :]) + 0.5 * (abnormal[:, None] == normal[None, :])
+    return wins.mean()
+
+
+def ap_by_ranks(scores, labels):
+    """Average precision: at each distinct threshold t (descending), the recall gained times
+    the precision of `scores >= t`."""
+    ap, recall = 0.0, 0.0
+    for t in np.unique(scores)[::-1]:
+        predicted = scores >= t
+        true_positive = np.sum(predicted & (labels == 1))
+        new_recall = true_positive / np.sum(labels == 1)
+        ap += (new_recall - recall) * true_positive / np.sum(predicted)
+        recall = new_recall
+    return ap
+
+
+def test_image_metrics_hand_worked():
+    # scores 0.1 0.4 0.35 0.8, abnormal at 0.35 and 0.8. Pairs (abnormal > normal):
+    # 0.35 beats 0.1, not 0.4; 0.8 beats both: AUROC 3/4. Ranked 0.8 (+), 0.4 (-),
+    # 0.35 (+), 0.1 (-): AP = 1/2 * 1 + 1/2 * 2/3 = 5/6.
+    scores, labels = np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])
+    out = evaluate.image_metrics(scores, labels)
+    assert out["auroc"] == pytest.approx(0.75)
+    assert out["ap"] == pytest.approx(5 / 6)
+    assert out["mean_score_normal"] == pytest.approx(0.25)
+    assert out["mean_score_abnormal"] == pytest.approx(0.575)
+
+
+def test_image_metrics_match_pairwise_and_rank_definitions_with_ties():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 300)
-    scores = rng.random(300) + 0.3 * labels
+    scores = np.round(rng.random(300) + 0.3 * labels, 2)  # ties on purpose
     out = evaluate.image_metrics(scores, labels)
-    assert out["auroc"] == sk.roc_auc_score(labels, scores)
-    assert out["ap"] == sk.average_precision_score(labels, scores)
-    assert out["mean_score_normal"] == np.mean(scores[labels == 0])
+    assert out["auroc"] == pytest.approx(auroc_by_pairs(scores, labels), abs=1e-12)
+    assert out["ap"] == pytest.approx(ap_by_ranks(scores, labels), abs=1e-12)
     assert 0.5 < out["auroc"] < 1.0
 
 
@@ -24,10 +55,11 @@ def test_pixel_metrics_pool_all_pixels():
     rng = np.random.default_rng(1)
     masks = (rng.random((6, 8, 8)) < 0.1).astype(np.uint8)
     masks[:2] = 0  # normal images: empty masks still count as negatives
-    maps = rng.random((6, 8, 8)) + masks * 0.5
+    maps = np.round(rng.random((6, 8, 8)) + masks * 0.5, 2)
     out = evaluate.pixel_metrics(maps, masks)
-    assert np.isclose(out["pixel_auroc"], sk.roc_auc_score(masks.ravel(), maps.ravel()))
-    assert np.isclose(out["pixel_ap"], sk.average_precision_score(masks.ravel(), maps.ravel()))
+    assert out["pixel_auroc"] == pytest.approx(auroc_by_pairs(maps.ravel(), masks.ravel()))
+    assert out["pixel_ap"] == pytest.approx(ap_by_ranks(maps.ravel(), masks.ravel()))
+    assert evaluate.pixel_metrics(maps, np.zeros_like(masks)) == {}  # no positive pixel
 
 
 def reference_best_dice_loop(preds, targets, n_thresh=200):
@@ -90,11 +122,12 @@ def test_score_images_scores_each_image_once_with_padding():
         expected_map = np.mean((np.asarray(recon) - x) ** 2, axis=-1)
         np.testing.assert_allclose(out["map"][m], expected_map, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(out["score"][m], expected_map.mean(axis=(1, 2)), rtol=1e-4)
-        np.testing.assert_allclose(out["mse"][m], out["score"][m], rtol=1e-5)
+        np.testing.assert_allclose(out["mse"][m], np.mean((np.asarray(recon) - x) ** 2,
+                                                          axis=(1, 2, 3)), rtol=1e-4)
     assert not np.allclose(out["score"][0], out["score"][1])
 
 
-def test_metrics_row_has_interface_keys():
+def test_metrics_row_routes_each_split_to_its_keys():
     rng = np.random.default_rng(5)
     labels = np.array([0, 0, 1, 1])
     masks = np.zeros((4, 4, 4), np.uint8)
@@ -102,17 +135,20 @@ def test_metrics_row_has_interface_keys():
     maps = rng.random((4, 4, 4))
     z = rng.standard_normal((4, 6))
     z[:, 3:] = 0  # a member of latent size 3 padded to 6
-    test = {"score": maps.mean((1, 2)), "mse": maps.mean((1, 2)), "map": maps, "z": z}
+    # Scores, test errors and train errors all differ, so a key fed from the wrong one fails.
+    test = {"score": np.array([0.1, 0.4, 0.35, 0.8]), "mse": np.array([1.0, 2.0, 3.0, 5.0]),
+            "map": maps, "z": z}
     train = {"mse": np.array([0.5, 0.7]), "z": rng.standard_normal((10, 6))}
     row = evaluate.compute_metrics(test, train, labels, masks, 3, ("gaussian", "knn"))
-    for key in ("auroc", "ap", "recon_error_train_normal", "recon_error_test_normal",
-                "recon_error_test_abnormal", "pixel_auroc", "pixel_ap", "dice_best",
-                "dice_best_exact", "mean_score_normal", "mean_score_abnormal"):
+    assert row["auroc"] == pytest.approx(0.75)  # from the scores (the errors give 1.0)
+    assert row["recon_error_train_normal"] == pytest.approx(0.6)
+    assert row["recon_error_test_normal"] == pytest.approx(1.5)
+    assert row["recon_error_test_abnormal"] == pytest.approx(4.0)
+    assert row["pixel_auroc"] == pytest.approx(auroc_by_pairs(maps.ravel(), masks.ravel()))
+    for key in ("pixel_ap", "dice_best", "dice_best_exact", "mean_score_normal"):
         assert key in row
-    assert np.isclose(row["recon_error_train_normal"], 0.6)
-    assert np.isclose(row["recon_error_test_abnormal"], maps[2:].mean())
-    assert np.isclose(row["entropy_gaussian_train_normal"],
-                      float(entropy.estimate_entropy(train["z"][:, :3], "gaussian")))
+    assert row["entropy_gaussian_train_normal"] == pytest.approx(
+        float(entropy.estimate_entropy(train["z"][:, :3], "gaussian")))
     assert np.isfinite(row["entropy_knn_train_normal"])
     assert "entropy_knn_test_normal" not in row  # 2 vectors: too few for k = 3
     assert "entropy_gaussian_test_abnormal" in row

@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from ae4ad_jax import methods, train
+from ae4ad_jax import execution, methods, train
 from ae4ad_jax.errors import UserError
 
 
@@ -18,6 +18,11 @@ def _setup(config, seeds=(0,)):
     method = methods.METHODS["ae"]
     members = [{"latent_size": config.latent_size, "seed": seed} for seed in seeds]
     return method, train.create_train_state(config, method, members)
+
+
+def _plan(lowering="unroll", loop="host", chunk=1, donate=False):
+    return execution.Plan(kernels="cpu", lowering=lowering, loop=loop, donate=donate,
+                          chunk=chunk)
 
 
 def _member(state, m=0):
@@ -69,43 +74,55 @@ def test_epoch_covers_every_image_once_per_member():
     assert not np.array_equal(indices, other)  # a new order each epoch
 
 
-@pytest.mark.parametrize("lowering,loop", [("unroll", "scan"), ("vmap", "host"),
-                                           ("host", "host")])
-def test_lowerings_compute_the_same_epoch(test_config, lowering, loop):
+@pytest.mark.parametrize("plan", [_plan("unroll", "scan", chunk=0), _plan("vmap", chunk=0),
+                                  _plan("unroll", chunk=1), _plan("vmap", "scan", chunk=1)])
+def test_execution_plans_compute_the_same_epoch(test_config, plan):
     method, state = _setup(test_config, seeds=(0, 1))
     state = _with_sgd(state, 0.1)
     images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (70, 32, 32, 1)), jnp.uint8)
     copy = jax.tree_util.tree_map(jnp.copy, state)
     before = jax.tree_util.tree_map(jnp.copy, state)
     ref_state, ref_metrics = train.train_epoch(state, images, 1, method=method, batch_size=32,
-                                               lowering="unroll", loop="host")
+                                               plan=_plan("unroll", chunk=0))
     new_state, new_metrics = train.train_epoch(copy, images, 1, method=method, batch_size=32,
-                                               lowering=lowering, loop=loop)
-    assert ref_metrics["loss"].shape == (3, 2)
+                                               plan=plan)
+    assert ref_metrics["loss"].shape == (2, 3)
     np.testing.assert_allclose(ref_metrics["loss"], new_metrics["loss"], rtol=1e-4)
     _assert_same_update(before, ref_state, new_state)
 
 
-def test_cpu_steps_keep_the_state_and_match_the_donating_program(test_config, monkeypatch):
-    """On CPU the per-step program does not donate the state (XLA:CPU would copy every
-    buffer per step); accelerators donate. Both programs compute the same epoch."""
+def test_state_kept_without_donation_and_the_donating_step_agrees(test_config):
     method, state = _setup(test_config)
     images = jnp.asarray(np.random.default_rng(1).integers(0, 256, (40, 32, 32, 1)), jnp.uint8)
-    assert train._step_fn(state) is train._train_batch_copying
-    copying, _ = train.train_epoch(state, images, 1, method=method, batch_size=16,
-                                   lowering="host", loop="host")
-    assert not any(leaf.is_deleted() for leaf in jax.tree_util.tree_leaves(state.params))
-    monkeypatch.setattr(train, "_step_fn", lambda state: train._train_batch_donating)
+    kept, _ = train.train_epoch(state, images, 1, method=method, batch_size=16,
+                                plan=_plan(donate=False))
+    leaves = jax.tree_util.tree_leaves(state.params)
+    assert not any(leaf.is_deleted() for leaf in leaves)
+    assert np.isfinite(sum(float(jnp.sum(leaf)) for leaf in leaves))  # still readable
     donated, _ = train.train_epoch(jax.tree_util.tree_map(jnp.copy, state), images, 1,
-                                   method=method, batch_size=16, lowering="host", loop="host")
-    for a, b in zip(jax.tree_util.tree_leaves(copying.params),
+                                   method=method, batch_size=16, plan=_plan(donate=True))
+    for a, b in zip(jax.tree_util.tree_leaves(kept.params),
                     jax.tree_util.tree_leaves(donated.params), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_auto_execution_is_resolved_per_backend(test_config):
+    cpu = execution.plan_execution(test_config, backend="cpu")
+    assert (cpu.kernels, cpu.lowering, cpu.chunk, cpu.loop, cpu.donate) == (
+        "cpu", "unroll", 1, "host", False)
+    for backend in ("gpu", "tpu"):
+        accelerator = execution.plan_execution(test_config, backend=backend)
+        assert (accelerator.kernels, accelerator.lowering, accelerator.loop,
+                accelerator.donate) == ("xla", "vmap", "scan", True)
+    test_config.execution.kernels = "xla"
+    test_config.execution.member_lowering = "vmap"
+    forced = execution.plan_execution(test_config, backend="cpu")
+    assert (forced.kernels, forced.lowering, forced.chunk) == ("xla", "vmap", 0)
+
+
 def test_bfloat16_compute_trains_like_float32(test_config):
     """bfloat16 activations are an approximation of the float32 reference: the same init,
-    data and order give a loss curve within 2% (measured: 0.4%), and the loss falls."""
+    data and order give a loss curve within 2%, and the loss falls."""
     images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (128, 32, 32, 1)), jnp.uint8)
     curves = {}
     for dtype in ("float32", "bfloat16"):
@@ -114,7 +131,7 @@ def test_bfloat16_compute_trains_like_float32(test_config):
         losses = []
         for epoch in range(1, 5):
             state, metrics = train.train_epoch(state, images, epoch, method=method,
-                                               batch_size=32, lowering="host", loop="host")
+                                               batch_size=32, plan=_plan())
             losses.append(float(np.mean(metrics["loss"])))
         assert jax.tree_util.tree_leaves(state.params)[0].dtype == jnp.float32
         curves[dtype] = np.asarray(losses)
@@ -167,7 +184,7 @@ def test_divergence_keeps_last_good_checkpoint(test_config, tmp_path, monkeypatc
     def epoch_that_fails_third(state, images, epoch, **kwargs):
         state, metrics = real_epoch(state, images, epoch, **kwargs)
         if epoch == 3:
-            metrics["loss"] = metrics["loss"].at[4, 0].set(jnp.nan)
+            metrics["loss"] = metrics["loss"].at[0, 4].set(jnp.nan)
         return state, metrics
 
     monkeypatch.setattr(train, "train_epoch", epoch_that_fails_third)

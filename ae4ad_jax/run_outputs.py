@@ -1,5 +1,6 @@
-"""What a run leaves in its workdir, and its progress lines.
+"""A run's files in its workdir, and its progress lines.
 
+- `config.json`: the resolved config; a workdir holding another experiment is refused;
 - `metrics.jsonl`: one JSON object per evaluation and member;
 - `tensorboard/`: scalars (tensorboardX, no TensorFlow needed);
 - `examples.png`: test images, reconstructions, anomaly maps and masks;
@@ -9,16 +10,100 @@
 import json
 import os
 import sys
+import tempfile
 
 import jax
+import ml_collections
 import numpy as np
 
 from ae4ad_jax import ensemble, input_pipeline
+from ae4ad_jax.errors import UserError
 from ae4ad_jax.models import count_params
 
+CONFIG_FILE = "config.json"
+# Keys that may change between a run and its resumption (they change neither the
+# experiment nor its results); any other change makes the workdir's checkpoints
+# belong to a different experiment.
+RESUMABLE_KEYS = ("num_epochs", "eval_every_epochs", "checkpoint_every_epochs", "eval.",
+                  "entropy_estimators", "data_dir", "tfds_dir", "execution.")
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 EXAMPLES_FILE = "examples.png"
+
+
+def _flatten(tree, prefix=""):
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _changed_keys(saved: dict, current: dict) -> list[str]:
+    """Keys whose values differ, apart from RESUMABLE_KEYS."""
+    saved, current = _flatten(saved), _flatten(current)
+    return [key for key in sorted(set(saved) | set(current))
+            if not key.startswith(RESUMABLE_KEYS) and saved.get(key) != current.get(key)]
+
+
+def _write_json(path, value):
+    """Writes `path` whole or not at all (a temporary file renamed)."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(value, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def prepare_workdir(workdir: str, config, *, must_exist=False) -> None:
+    """Creates the workdir, checks it is writable and holds no other experiment, and
+    writes config.json."""
+    if not workdir:
+        raise UserError("No --workdir given: name a folder for checkpoints and metrics.")
+    if must_exist and not os.path.isdir(workdir):
+        raise UserError(f"Workdir {workdir} does not exist.")
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=workdir):
+            pass
+    except OSError as error:
+        raise UserError(f"Workdir {workdir} cannot be created or written: {error}.") from None
+    path = os.path.join(workdir, CONFIG_FILE)
+    current = json.loads(config.to_json())
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                saved = json.load(f)
+        except (OSError, ValueError) as error:
+            raise UserError(f"{path} is unreadable ({error}); use a fresh --workdir.") from None
+        changed = _changed_keys(saved, current)
+        if changed:
+            old, new = _flatten(saved), _flatten(current)
+            details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
+            raise UserError(
+                f"Workdir {workdir} holds a run of a different config ({details}); its "
+                "checkpoints cannot be resumed with this one. Use a fresh --workdir, or the "
+                "saved config.")
+    _write_json(path, current)
+
+
+def load_saved_config(workdir: str) -> ml_collections.ConfigDict:
+    """The resolved config a workdir was run with (its config.json)."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError) as error:
+        raise UserError(f"Cannot read the config of workdir {workdir} ({path}): {error}.") \
+            from None
+    tuples = ("latent_sizes", "seeds", "entropy_estimators", "entropy_weights")
+    missing = [key for key in tuples if key not in saved]
+    if missing:
+        raise UserError(f"{path} lacks the config keys {missing}; it was written by another "
+                        "version. Train again in a fresh --workdir.")
+    for key in tuples:
+        saved[key] = tuple(saved[key])  # JSON keeps tuples as lists
+    return ml_collections.ConfigDict(saved)
 
 
 def quiet_library_logs() -> None:
@@ -137,10 +222,7 @@ def write_summary(workdir, config, members, rows, state, wall_time):
         "config": json.loads(config.to_json()),
         "wall_time_s": wall_time,
     }
-    path = os.path.join(workdir, SUMMARY_FILE)
-    with open(path + ".tmp", "w") as f:
-        json.dump(summary, f, indent=2)
-    os.replace(path + ".tmp", path)
+    _write_json(os.path.join(workdir, SUMMARY_FILE), summary)
     for row in summary["metrics"]:
         log("final: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                   for k, v in row.items()))

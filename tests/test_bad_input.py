@@ -21,9 +21,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("batch_size", -1, r"batch_size must be a positive integer"),
     ("learning_rate", float("nan"), r"learning_rate must be a positive finite number"),
     ("val_fraction", 1.0, r"val_fraction must be in \[0, 1\), got 1.0"),
+    ("execution.kernels", "fast", r"execution.kernels must be one of \('auto', 'xla', 'cpu'\)"),
+    ("entropy_estimators", ("knn", "shannon"), r"unknown estimators \['shannon'\]"),
 ])
 def test_bad_config_values(test_config, tmp_path, key, value, message):
-    test_config[key] = value
+    group, _, name = key.rpartition(".")
+    (test_config[group] if group else test_config)[name] = value
     with pytest.raises(UserError, match=message):
         train.train_and_evaluate(test_config, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()  # rejected before anything was written
@@ -97,13 +100,14 @@ def test_main_needs_a_config_unless_evaluating(tmp_path):
     assert "Cannot read the config of workdir" in result.stderr
 
 
-def test_keys_added_by_a_newer_version_do_not_block_resuming():
-    from ae4ad_jax import validation
+def test_resumable_keys_are_only_those_that_leave_results_unchanged():
+    from ae4ad_jax import run_outputs
 
-    saved = {"latent_size": 16, "model": {"base_width": 16}}
-    assert validation._incompatible_keys(saved, {**saved, "entropy_weight": 0.0}) == []
-    assert validation._incompatible_keys(saved, {**saved, "entropy_weights": []}) == []
-    assert validation._incompatible_keys(saved, {**saved, "entropy_weight": 0.5}) == [
-        "entropy_weight"]
-    assert validation._incompatible_keys(saved, {"latent_size": 4, "model": {
-        "base_width": 16}}) == ["latent_size"]
+    saved = {"latent_size": 16, "num_epochs": 20, "model": {"base_width": 16},
+             "execution": {"kernels": "auto"}}
+    resumed = {**saved, "num_epochs": 250, "execution": {"kernels": "xla"}}
+    assert run_outputs._changed_keys(saved, resumed) == []
+    assert run_outputs._changed_keys(saved, {**saved, "model": {"base_width": 8}}) == [
+        "model.base_width"]
+    assert run_outputs._changed_keys(saved, {**saved, "entropy_weight": 0.0}) == [
+        "entropy_weight"]  # a key the saved run did not have

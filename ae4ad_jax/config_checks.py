@@ -1,0 +1,88 @@
+"""Checks of a config and of the data it names, run before any compute.
+
+Each raises UserError naming the first bad key or the dataset's problem.
+"""
+
+import math
+
+from ae4ad_jax import entropy, execution, input_pipeline
+from ae4ad_jax.errors import UserError
+from ae4ad_jax.methods import METHODS
+from ae4ad_jax.models import DOWNSAMPLE_FACTOR
+
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def _require(condition, message):
+    if not condition:
+        raise UserError(message)
+
+
+def _get(config, key):
+    for part in key.split("."):
+        config = config[part]
+    return config
+
+
+def _positive_int(config, key):
+    value = _get(config, key)
+    _require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+             f"Config key {key} must be a positive integer, got {value!r}.")
+
+
+def _one_of(config, key, choices):
+    value = _get(config, key)
+    _require(value in choices, f"Config key {key} must be one of {choices}, got {value!r}.")
+
+
+def validate_config(config) -> None:
+    """Raises UserError naming the first bad key; runs before any data or compute."""
+    input_pipeline.check_dataset_name(config.dataset)
+    _require(config.method in METHODS,
+             f"Unknown method {config.method!r}: known methods are {', '.join(METHODS)}.")
+    for key in ("latent_size", "image_size", "channels", "num_epochs", "batch_size",
+                "eval_every_epochs", "checkpoint_every_epochs", "eval.batch_size",
+                "model.base_width", "model.expansion", "model.hidden_width",
+                "model.encoder_depth", "model.decoder_depth"):
+        _positive_int(config, key)
+    _require(config.image_size % DOWNSAMPLE_FACTOR == 0,
+             f"Config key image_size must be a multiple of {DOWNSAMPLE_FACTOR} (the AE halves "
+             f"it four times), got {config.image_size}.")
+    for key in ("latent_sizes", "seeds"):
+        values = tuple(config[key])
+        _require(all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+                 and len(set(values)) == len(values),
+                 f"Config key {key} must be a tuple of distinct integers, got {values!r}.")
+    _require(all(d >= 1 for d in config.latent_sizes),
+             f"Config key latent_sizes must hold positive integers, got {config.latent_sizes}.")
+    weights = tuple(config.entropy_weights) + (config.entropy_weight,)
+    _require(all(isinstance(w, (int, float)) and math.isfinite(w) for w in weights),
+             f"Config keys entropy_weight/entropy_weights must be finite numbers, got "
+             f"{weights!r}.")
+    unknown = [m for m in config.entropy_estimators if m not in entropy.ESTIMATORS]
+    _require(not unknown, f"Config key entropy_estimators holds unknown estimators {unknown}: "
+             f"known estimators are {', '.join(entropy.ESTIMATORS)}.")
+    _one_of(config, "model.compute_dtype", COMPUTE_DTYPES)
+    for key, choices in execution.CHOICES.items():
+        _one_of(config, f"execution.{key}", choices)
+    chunk = config.execution.member_chunk_size
+    _require(isinstance(chunk, int) and chunk >= 0,
+             f"Config key execution.member_chunk_size must be an integer >= 0, got {chunk!r}.")
+    fraction = config.val_fraction
+    _require(isinstance(fraction, (int, float)) and 0 <= fraction < 1,
+             f"Config key val_fraction must be in [0, 1), got {fraction!r}.")
+    lr = config.learning_rate
+    _require(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0,
+             f"Config key learning_rate must be a positive finite number, got {lr!r}.")
+
+
+def check_data(data, config) -> None:
+    """The loaded dataset fits the config: channels, a training set, both test labels."""
+    _require(data.channels == config.channels,
+             f"Dataset {config.dataset} has {data.channels} channel(s) but config key channels "
+             f"is {config.channels}.")
+    _require(len(data.train_images) > 0, f"Dataset {config.dataset} has no training images.")
+    labels = set(data.test_labels.tolist())
+    _require(labels == {0, 1},
+             f"The test split of {config.dataset} needs normal (0) and abnormal (1) images; "
+             f"it has labels {sorted(labels)}.")
