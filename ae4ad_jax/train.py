@@ -122,9 +122,13 @@ def ensemble_step(state, train_images, indices, weights, *, method, lowering):
     return step_fn(state, images, weights, step_keys)
 
 
-@functools.partial(jax.jit, static_argnames=("method", "batch_size", "lowering"),
-                   donate_argnums=0)
-def _train_epoch_scan(state, train_images, epoch, *, method, batch_size, lowering):
+def _compiled(fn, static_argnames):
+    """`fn` jitted twice, by whether it donates its first argument (the train state)."""
+    return {donate: jax.jit(fn, static_argnames=static_argnames,
+                            donate_argnums=0 if donate else ()) for donate in (True, False)}
+
+
+def _epoch_scan(state, train_images, epoch, *, method, batch_size, lowering):
     indices, weights = plan_epoch(state, epoch, train_images.shape[0], batch_size)
 
     def body(state, batch):
@@ -134,27 +138,22 @@ def _train_epoch_scan(state, train_images, epoch, *, method, batch_size, lowerin
     return state, jax.tree_util.tree_map(lambda x: x.swapaxes(0, 1), metrics)
 
 
-_plan_epoch = jax.jit(plan_epoch, static_argnames=("num_images", "batch_size"))
-
-
-def _train_batch(state, train_images, indices, weights, t, *, method, lowering):
+def _batch_step(state, train_images, indices, weights, t, *, method, lowering):
     return ensemble_step(state, train_images, indices[:, t], weights[:, t], method=method,
                          lowering=lowering)
 
 
-_STEP_STATICS = ("method", "lowering")
-_train_batch_programs = {
-    True: jax.jit(_train_batch, static_argnames=_STEP_STATICS, donate_argnums=0),
-    False: jax.jit(_train_batch, static_argnames=_STEP_STATICS),
-}
+_epoch_scan_programs = _compiled(_epoch_scan, ("method", "batch_size", "lowering"))
+_batch_step_programs = _compiled(_batch_step, ("method", "lowering"))
+_plan_epoch = jax.jit(plan_epoch, static_argnames=("num_images", "batch_size"))
 
 
 def _train_epoch_chunk(state, train_images, epoch, *, method, batch_size, plan):
     if plan.loop == "scan":
-        return _train_epoch_scan(state, train_images, epoch, method=method,
-                                 batch_size=batch_size, lowering=plan.lowering)
+        return _epoch_scan_programs[plan.donate](state, train_images, epoch, method=method,
+                                                 batch_size=batch_size, lowering=plan.lowering)
     indices, weights = _plan_epoch(state, epoch, train_images.shape[0], batch_size)
-    step = _train_batch_programs[plan.donate]
+    step = _batch_step_programs[plan.donate]
     step_metrics = []
     for t in range(indices.shape[1]):
         state, metrics = step(state, train_images, indices, weights, t, method=method,

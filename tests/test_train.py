@@ -91,16 +91,18 @@ def test_execution_plans_compute_the_same_epoch(test_config, plan):
     _assert_same_update(before, ref_state, new_state)
 
 
-def test_state_kept_without_donation_and_the_donating_step_agrees(test_config):
+@pytest.mark.parametrize("loop", ["host", "scan"])
+def test_state_kept_without_donation_and_the_donating_step_agrees(test_config, loop):
     method, state = _setup(test_config)
     images = jnp.asarray(np.random.default_rng(1).integers(0, 256, (40, 32, 32, 1)), jnp.uint8)
     kept, _ = train.train_epoch(state, images, 1, method=method, batch_size=16,
-                                plan=_plan(donate=False))
+                                plan=_plan(loop=loop, donate=False))
     leaves = jax.tree_util.tree_leaves(state.params)
     assert not any(leaf.is_deleted() for leaf in leaves)
     assert np.isfinite(sum(float(jnp.sum(leaf)) for leaf in leaves))  # still readable
     donated, _ = train.train_epoch(jax.tree_util.tree_map(jnp.copy, state), images, 1,
-                                   method=method, batch_size=16, plan=_plan(donate=True))
+                                   method=method, batch_size=16,
+                                   plan=_plan(loop=loop, donate=True))
     for a, b in zip(jax.tree_util.tree_leaves(kept.params),
                     jax.tree_util.tree_leaves(donated.params), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
