@@ -164,18 +164,18 @@ def renyi2_gaussian_limit(covariance, sigma):
             - 0.5 * d * jnp.log(math.pi * sigma**2))
 
 
-def estimate_entropy(z, method: str, **kwargs):
-    """Entropy of the rows of `z` [N, d] in nats, by `method` in ESTIMATORS."""
+def estimate_entropy(z, estimator: str, **kwargs):
+    """Entropy of the rows of `z` [N, d] in nats, by `estimator` in ESTIMATORS."""
     z = jnp.asarray(z)
-    if method == "gaussian":
+    if estimator == "gaussian":
         _check(z, 2)
         return gaussian_entropy(z)
-    if method == "knn":
+    if estimator == "knn":
         k = kwargs.get("k", 3)
         _check(z, k + 1)
         return knn_entropy(z, k=k, block=min(KNN_BLOCK, z.shape[0]))
-    if method == "renyi":
+    if estimator == "renyi":
         _check(z, 2)
         return renyi_entropy(z, alpha=kwargs.get("alpha", 2.0), sigma=kwargs.get("sigma"))
-    raise UserError(f"Unknown entropy estimator {method!r}: known estimators are "
+    raise UserError(f"Unknown entropy estimator {estimator!r}: known estimators are "
                     f"{', '.join(ESTIMATORS)}.")

@@ -1,4 +1,4 @@
-"""Entropy estimators against closed forms (the tolerance table is in entropy.py and README)."""
+"""Entropy estimators against closed forms (the tolerance table is in docs/entropy.md)."""
 
 import math
 
@@ -9,7 +9,7 @@ from sklearn.covariance import ledoit_wolf
 from ae4ad_jax import entropy
 from ae4ad_jax.errors import UserError
 
-# (method, d) -> tolerance in nats for N = 5000 samples of a correlated Gaussian.
+# (estimator, d) -> tolerance in nats for N = 5000 samples of a correlated Gaussian.
 GAUSSIAN_TOLERANCES = {("gaussian", 1): 0.05, ("gaussian", 4): 0.1, ("gaussian", 16): 0.2,
                        ("gaussian", 64): 0.6, ("knn", 1): 0.05, ("knn", 4): 0.15,
                        ("knn", 16): 1.0}
@@ -23,11 +23,11 @@ def _gaussian(d, n=5000, seed=0):
     return z, cov, 0.5 * (d * math.log(2 * math.pi * math.e) + np.linalg.slogdet(cov)[1])
 
 
-@pytest.mark.parametrize("method,d", sorted(GAUSSIAN_TOLERANCES))
-def test_gaussian_known_answer(method, d):
+@pytest.mark.parametrize("estimator,d", sorted(GAUSSIAN_TOLERANCES))
+def test_gaussian_known_answer(estimator, d):
     z, _, true = _gaussian(d)
-    estimate = float(entropy.estimate_entropy(z, method))
-    assert abs(estimate - true) < GAUSSIAN_TOLERANCES[(method, d)], (estimate, true)
+    estimate = float(entropy.estimate_entropy(z, estimator))
+    assert abs(estimate - true) < GAUSSIAN_TOLERANCES[(estimator, d)], (estimate, true)
 
 
 def test_ledoit_wolf_matches_sklearn():
@@ -48,10 +48,11 @@ def test_uniform_box(d):
     assert float(entropy.estimate_entropy(z, "gaussian")) > true
 
 
-@pytest.mark.parametrize("method", ["gaussian", "knn"])
-def test_scaling_shifts_by_d_log_s(method):
+@pytest.mark.parametrize("estimator", ["gaussian", "knn"])
+def test_scaling_shifts_by_d_log_s(estimator):
     z, _, _ = _gaussian(5, n=2000)
-    shift = float(entropy.estimate_entropy(3.0 * z, method) - entropy.estimate_entropy(z, method))
+    shift = float(entropy.estimate_entropy(3.0 * z, estimator)
+                  - entropy.estimate_entropy(z, estimator))
     assert abs(shift - 5 * math.log(3.0)) < 1e-3
 
 
@@ -80,8 +81,8 @@ def test_degenerate_inputs_are_finite_or_clear_errors():
     duplicated = np.repeat(np.random.default_rng(3).standard_normal((20, 4)), 5, axis=0)
     wide = np.random.default_rng(4).standard_normal((10, 32)).astype(np.float32)
     for z in (constant, duplicated, wide):
-        for method in entropy.ESTIMATORS:
-            assert np.isfinite(float(entropy.estimate_entropy(z, method))), method
+        for estimator in entropy.ESTIMATORS:
+            assert np.isfinite(float(entropy.estimate_entropy(z, estimator))), estimator
     with pytest.raises(UserError, match="at least 2 vectors"):
         entropy.estimate_entropy(np.ones((1, 3)), "gaussian")
     with pytest.raises(UserError, match="at least 4 vectors"):
