@@ -21,11 +21,12 @@ from ae4ad_jax.errors import UserError
 from ae4ad_jax.models import count_params
 
 CONFIG_FILE = "config.json"
-# Keys that may change between a run and its resumption (they change neither the
-# experiment nor its results); any other change makes the workdir's checkpoints
-# belong to a different experiment.
+# Keys that may change between a run and its resumption: the schedule, what is
+# evaluated, where data lives, and how the program is compiled and computed. Any
+# other change makes the workdir's checkpoints belong to a different experiment.
 RESUMABLE_KEYS = ("num_epochs", "eval_every_epochs", "checkpoint_every_epochs", "eval.",
-                  "entropy_estimators", "data_dir", "tfds_dir", "execution.")
+                  "entropy_estimators", "data_dir", "tfds_dir", "execution.",
+                  "model.compute_dtype")
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 EXAMPLES_FILE = "examples.png"
