@@ -112,6 +112,6 @@ def stack(trees, axis=0):
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs, axis), *trees)
 
 
-@jax.jit
-def concatenate(trees):
-    return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *trees)
+@functools.partial(jax.jit, static_argnums=1)
+def concatenate(trees, axis=0):
+    return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs, axis), *trees)

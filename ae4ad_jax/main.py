@@ -6,10 +6,12 @@
 Exit status 0 on success; 2 with a one-paragraph message on bad input.
 """
 
+import os
+
 from absl import app, flags
 from ml_collections import config_flags
 
-from ae4ad_jax import cpu_kernels, run_outputs, train
+from ae4ad_jax import cpu_kernels, distributed, run_outputs, train
 from ae4ad_jax.errors import UserError, exit_on_user_error
 
 FLAGS = flags.FLAGS
@@ -34,6 +36,7 @@ def run(config, workdir, eval_only):
         if not eval_only:
             raise UserError("No --config given: name a config file (configs/*.py).")
         config = run_outputs.load_saved_config(workdir)
+    distributed.initialize(config.distributed, os.environ)
     return train.train_and_evaluate(config, workdir, eval_only=eval_only)
 
 

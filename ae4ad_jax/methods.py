@@ -1,8 +1,10 @@
 """Reconstruction methods: how each builds its model, computes its loss and scores.
 
 Every method plugs into the same trainer and evaluator through `Method`:
-the loss sees the model outputs, the clean images and per-row weights (0 for
-padding rows) and returns a scalar; the score map is per pixel, [B, H, W].
+the loss sees the model outputs and the clean images and returns each row's loss
+[B] and a dict of per-row terms to log; the trainer averages them over the real
+rows of the global batch (on every device together). The score map is per
+pixel, [B, H, W].
 """
 
 import dataclasses
@@ -18,20 +20,14 @@ def per_image_mse(recon, images):
     return jnp.mean(jnp.square(recon - images), axis=(1, 2, 3))
 
 
-def weighted_mean(values, weights):
-    """Mean of `values` [B] over the rows whose weight is 1 (padding has weight 0)."""
-    return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1.0)
-
-
 def squared_error_map(outputs, images):
     """The reference's anomaly map: squared error averaged over channels, [B, H, W]."""
     return jnp.mean(jnp.square(outputs["recon"] - images), axis=-1)
 
 
-def ae_loss(outputs, images, weights, rng):
+def ae_loss(outputs, images, rng):
     del rng
-    loss = weighted_mean(per_image_mse(outputs["recon"], images), weights)
-    return loss, {}
+    return per_image_mse(outputs["recon"], images), {}
 
 
 def create_autoencoder(config, latent_size=None, axis_name=None) -> models.AutoEncoder:

@@ -26,7 +26,7 @@ CONFIG_FILE = "config.json"
 # other change makes the workdir's checkpoints belong to a different experiment.
 RESUMABLE_KEYS = ("num_epochs", "eval_every_epochs", "checkpoint_every_epochs", "eval.",
                   "entropy_estimators", "data_dir", "tfds_dir", "execution.",
-                  "model.compute_dtype")
+                  "model.compute_dtype", "parallelism", "mesh_shape", "distributed.")
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 EXAMPLES_FILE = "examples.png"
@@ -97,7 +97,12 @@ def load_saved_config(workdir: str) -> ml_collections.ConfigDict:
     except (OSError, ValueError) as error:
         raise UserError(f"Cannot read the config of workdir {workdir} ({path}): {error}.") \
             from None
-    tuples = ("latent_sizes", "seeds", "entropy_estimators", "entropy_weights")
+    tuples = ("latent_sizes", "seeds", "entropy_estimators", "entropy_weights", "mesh_shape")
+    for key, value in (("parallelism", "mesh"), ("mesh_shape", ()),  # written before
+                       ("distributed", {"initialize": "auto", "coordinator_address": "",
+                                        "num_processes": 0, "process_id": -1,
+                                        "initialization_timeout_s": 300})):
+        saved.setdefault(key, value)
     missing = [key for key in tuples if key not in saved]
     if missing:
         raise UserError(f"{path} lacks the config keys {missing}; it was written by another "
@@ -116,17 +121,23 @@ def quiet_library_logs() -> None:
 
 
 def log(message: str) -> None:
-    """A progress line on stdout (library logging stays at absl's level)."""
-    print(message, file=sys.stdout, flush=True)
+    """A progress line on stdout from process 0 (library logging stays at absl's level)."""
+    if jax.process_index() == 0:
+        print(message, file=sys.stdout, flush=True)
 
 
 class Writer:
-    """Appends metrics rows; on resume drops rows newer than the restored checkpoint."""
+    """Appends metrics rows; on resume drops rows newer than the restored checkpoint.
 
-    def __init__(self, workdir: str, members: list[dict], start_epoch: int):
+    A writer that is not `enabled` (processes other than 0) writes nothing."""
+
+    def __init__(self, workdir: str, members: list[dict], start_epoch: int, enabled=True):
+        self.members = members
+        self.enabled = enabled
+        if not enabled:
+            return
         from tensorboardX import SummaryWriter
 
-        self.members = members
         self.path = os.path.join(workdir, METRICS_FILE)
         self._truncate_after(start_epoch)
         self.tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"))
@@ -144,6 +155,8 @@ class Writer:
         return name if len(self.members) == 1 else f"member{m}/{name}"
 
     def write_train(self, epoch, losses, images_per_second):
+        if not self.enabled:
+            return
         for m, loss in enumerate(losses):
             self.tensorboard.add_scalar(self._tag("train/loss", m), float(loss), epoch)
         self.tensorboard.add_scalar("train/images_per_second", images_per_second, epoch)
@@ -151,6 +164,8 @@ class Writer:
             f"{images_per_second:.0f} images/s")
 
     def write_eval(self, epoch, rows):
+        if not self.enabled:
+            return
         with open(self.path, "a") as f:
             for m, (member, row) in enumerate(zip(self.members, rows, strict=True)):
                 f.write(json.dumps({"epoch": epoch, "member": m, **member, **row}) + "\n")
@@ -164,7 +179,8 @@ class Writer:
                 f"AP {row['ap']:.4f}{pixel}")
 
     def close(self):
-        self.tensorboard.close()
+        if self.enabled:
+            self.tensorboard.close()
 
 
 def _example_indices(labels, per_class):
@@ -174,7 +190,8 @@ def _example_indices(labels, per_class):
 
 
 def write_examples(workdir, state, data, config, method):
-    """examples.png for member 0: rows input / reconstruction / anomaly map / mask."""
+    """examples.png for member 0 of `state` (host arrays): rows input / reconstruction /
+    anomaly map / mask."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -214,17 +231,20 @@ def write_examples(workdir, state, data, config, method):
     plt.close(fig)
 
 
-def write_summary(workdir, config, members, rows, state, wall_time):
+def summarize(config, members, rows, state, wall_time) -> dict:
+    """summary.json's content; `state` holds member 0 first."""
     params_of_member0 = jax.tree_util.tree_map(lambda x: x[0], state.params)
-    summary = {
+    return {
         "metrics": [{"member": m, **member, **row}
                     for m, (member, row) in enumerate(zip(members, rows, strict=True))],
         "num_params": count_params(params_of_member0),
         "config": json.loads(config.to_json()),
         "wall_time_s": wall_time,
     }
+
+
+def write_summary(workdir, summary) -> None:
     _write_json(os.path.join(workdir, SUMMARY_FILE), summary)
     for row in summary["metrics"]:
         log("final: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                   for k, v in row.items()))
-    return summary

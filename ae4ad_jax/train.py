@@ -32,6 +32,7 @@ from ae4ad_jax import (
     input_pipeline,
     report,
     run_outputs,
+    sharding,
 )
 from ae4ad_jax.errors import UserError
 from ae4ad_jax.methods import METHODS
@@ -79,24 +80,53 @@ def create_train_state(config, method, members) -> TrainState:
     return ensemble.stack(states)
 
 
+def _total(value, axis_name):
+    return value if axis_name is None else jax.lax.psum(value, axis_name)
+
+
 def train_step(state: TrainState, images, weights, rng, *, method, axis_name=None):
-    """One optimiser step of one member: `images` [B, H, W, C] float, `weights` [B]."""
+    """One optimiser step of one member on its rows of the batch: `images` [B, H, W, C]
+    float, `weights` [B] (0 for padding rows).
+
+    With `axis_name`, the batch is split over that device axis and the step is the same
+    function of the whole batch: the loss is averaged over the global count of real
+    rows, BatchNorm pools its statistics, the entropy term sees every device's codes,
+    and gradients are summed across devices.
+    """
+    count = jnp.maximum(_total(jnp.sum(weights), axis_name), 1.0)
+    shards = _total(1.0, axis_name)
+
+    def global_mean(values):  # [B] -> this device's share of the global weighted mean
+        return jnp.sum(values * weights) / count
+
+    model = state.apply_fn.__self__  # the AutoEncoder; its BatchNorms pool over axis_name
+    apply_fn = model.clone(axis_name=axis_name).apply
 
     def loss_fn(params):
         variables = {"params": params, "batch_stats": state.batch_stats}
-        outputs, updates = state.apply_fn(variables, images, train=True, mask=weights,
+        outputs, updates = apply_fn(variables, images, train=True, mask=weights,
                                           latent_mask=state.latent_mask,
                                           mutable=["batch_stats"])
-        loss, aux = method.loss(outputs, images, weights, rng)
-        latent_entropy = entropy.batch_renyi2(outputs["z"], weights, state.latent_mask)
-        aux = {**aux, "reconstruction_loss": loss, "latent_entropy": latent_entropy}
-        return loss + state.entropy_weight * latent_entropy, (updates["batch_stats"], aux)
+        rows, aux_rows = method.loss(outputs, images, rng)
+        z, z_weights = outputs["z"], weights
+        if axis_name is not None:  # every device computes the entropy of the whole batch
+            z = jax.lax.all_gather(z, axis_name, tiled=True)
+            z_weights = jax.lax.all_gather(weights, axis_name, tiled=True)
+        latent_entropy = entropy.batch_renyi2(z, z_weights, state.latent_mask)
+        reconstruction = global_mean(rows)
+        aux = {name: global_mean(values) for name, values in aux_rows.items()}
+        # Each device's copy of the entropy term sends gradients to every device's codes
+        # (all_gather's transpose sums them), hence the 1 / shards.
+        share = reconstruction + state.entropy_weight * latent_entropy / shards
+        return share, (updates["batch_stats"], reconstruction, latent_entropy, aux)
 
-    (loss, (batch_stats, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    if axis_name is not None:
-        grads, loss = jax.lax.pmean((grads, loss), axis_name)
+    (_, (batch_stats, reconstruction, latent_entropy, aux)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params)
+    grads, reconstruction, aux = _total((grads, reconstruction, aux), axis_name)
     state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-    return state, {"loss": loss, **aux}
+    loss = reconstruction + state.entropy_weight * latent_entropy
+    return state, {"loss": loss, **aux, "reconstruction_loss": reconstruction,
+                   "latent_entropy": latent_entropy}
 
 
 def epoch_batches(rng, epoch, num_images, batch_size):
@@ -106,75 +136,105 @@ def epoch_batches(rng, epoch, num_images, batch_size):
             batching.split_padded(jnp.ones(num_images), batch_size))
 
 
-def plan_epoch(state, epoch, num_images, batch_size):
+def plan_epoch(state, epoch, *, num_images, batch_size):
     """Every member's batches for one epoch: indices and weights [M, steps, B]."""
     data_keys = jax.vmap(jax.random.fold_in, (0, None))(state.rng, DATA_STREAM)
     return jax.vmap(epoch_batches, (0, None, None, None))(data_keys, epoch, num_images,
                                                            batch_size)
 
 
-def ensemble_step(state, train_images, indices, weights, *, method, lowering):
-    """One step of every member on its own batch; `indices`, `weights` [M, B]."""
-    images = input_pipeline.to_float(train_images[indices])  # [M, B, H, W, C]
-    step_keys = jax.vmap(lambda key, step: jax.random.fold_in(
-        jax.random.fold_in(key, STEP_STREAM), step))(state.rng, state.step)
-    step_fn = ensemble.over_members(functools.partial(train_step, method=method), lowering)
-    return step_fn(state, images, weights, step_keys)
+def gather_batch(images, indices, data_shards: int):
+    """This device's rows of the members' batches: `images` uint8 [S, H, W, C] is this
+    device's block of the dataset, `indices` [M, B] global row numbers; returns float
+    [M, B / data_shards, H, W, C].
+
+    Each device takes the rows it holds (zero for the others) and a reduce-scatter over
+    the data axis sums them, so every device receives its slice of the exact batch.
+    """
+    if data_shards == 1:
+        return input_pipeline.to_float(images[indices])
+    block = images.shape[0]
+    local = indices - jax.lax.axis_index(sharding.DATA) * block
+    held = (local >= 0) & (local < block)
+    rows = input_pipeline.to_float(images[jnp.clip(local, 0, block - 1)])
+    rows = jnp.where(held[..., None, None, None], rows, 0.0)
+    return jax.lax.psum_scatter(rows, sharding.DATA, scatter_dimension=1, tiled=True)
 
 
-def _compiled(fn, static_argnames):
-    """`fn` jitted twice, by whether it donates its first argument (the train state)."""
-    return {donate: jax.jit(fn, static_argnames=static_argnames,
-                            donate_argnums=0 if donate else ()) for donate in (True, False)}
+def local_rows(values, data_shards: int):
+    """This device's slice [M, B / data_shards] of per-row `values` [M, B]."""
+    if data_shards == 1:
+        return values
+    size = values.shape[1] // data_shards
+    return jax.lax.dynamic_slice_in_dim(values, jax.lax.axis_index(sharding.DATA) * size,
+                                        size, axis=1)
 
 
-def _epoch_scan(state, train_images, epoch, *, method, batch_size, lowering):
-    indices, weights = plan_epoch(state, epoch, train_images.shape[0], batch_size)
+def device_steps(state, images, indices, weights, first, *, method, lowering, num_steps,
+                 data_shards):
+    """Steps first .. first + num_steps - 1 of this device's members (the per-device
+    program): `images` this device's rows, `indices` and `weights` [M, steps, B]. Returns
+    the state and metrics [M, num_steps]."""
+    axis_name = sharding.DATA if data_shards > 1 else None
+    step_fn = ensemble.over_members(functools.partial(train_step, method=method,
+                                                      axis_name=axis_name), lowering)
 
-    def body(state, batch):
-        return ensemble_step(state, train_images, *batch, method=method, lowering=lowering)
+    def one(state, t):
+        batch = jax.lax.dynamic_index_in_dim(indices, t, 1, keepdims=False)  # [M, B]
+        rows = jax.lax.dynamic_index_in_dim(weights, t, 1, keepdims=False)
+        step_keys = jax.vmap(lambda key, step: jax.random.fold_in(
+            jax.random.fold_in(key, STEP_STREAM), step))(state.rng, state.step)
+        return step_fn(state, gather_batch(images, batch, data_shards),
+                       local_rows(rows, data_shards), step_keys)
 
-    state, metrics = jax.lax.scan(body, state, (indices.swapaxes(0, 1), weights.swapaxes(0, 1)))
+    if num_steps == 1:  # no loop: XLA:CPU runs convolutions inside loops slowly
+        state, metrics = one(state, first)
+        return state, jax.tree_util.tree_map(lambda x: x[:, None], metrics)
+    state, metrics = jax.lax.scan(one, state, first + jnp.arange(num_steps))
     return state, jax.tree_util.tree_map(lambda x: x.swapaxes(0, 1), metrics)
 
 
-def _batch_step(state, train_images, indices, weights, t, *, method, lowering):
-    return ensemble_step(state, train_images, indices[:, t], weights[:, t], method=method,
-                         lowering=lowering)
-
-
-_epoch_scan_programs = _compiled(_epoch_scan, ("method", "batch_size", "lowering"))
-_batch_step_programs = _compiled(_batch_step, ("method", "lowering"))
-_plan_epoch = jax.jit(plan_epoch, static_argnames=("num_images", "batch_size"))
-
-
-def _train_epoch_chunk(state, train_images, epoch, *, method, batch_size, plan):
-    if plan.loop == "scan":
-        return _epoch_scan_programs[plan.donate](state, train_images, epoch, method=method,
-                                                 batch_size=batch_size, lowering=plan.lowering)
-    indices, weights = _plan_epoch(state, epoch, train_images.shape[0], batch_size)
-    step = _batch_step_programs[plan.donate]
+def _train_epoch_chunk(state, rows, epoch, *, method, batch_size, plan, layout):
+    batches = sharding.distribute(plan_epoch, layout, (sharding.MEMBERS, sharding.REPLICATED),
+                                  sharding.MEMBERS, num_images=rows.count,
+                                  batch_size=batch_size)
+    indices, weights = batches(state, jnp.int32(epoch))
+    num_steps = indices.shape[1] if plan.loop == "scan" else 1
+    step = sharding.distribute(
+        device_steps, layout, (sharding.MEMBERS, sharding.ROWS, sharding.MEMBERS,
+                               sharding.MEMBERS, sharding.REPLICATED), sharding.MEMBERS,
+        donate=plan.donate, method=method, lowering=plan.lowering, num_steps=num_steps,
+        data_shards=layout.data)
     step_metrics = []
-    for t in range(indices.shape[1]):
-        state, metrics = step(state, train_images, indices, weights, t, method=method,
-                              lowering=plan.lowering)
+    for first in range(0, indices.shape[1], num_steps):
+        state, metrics = step(state, rows.images, indices, weights, jnp.int32(first))
         step_metrics.append(metrics)
-    return state, ensemble.stack(step_metrics, 1)
+    return state, step_metrics[0] if len(step_metrics) == 1 else ensemble.concatenate(
+        step_metrics, 1)
 
 
-def train_epoch(state, train_images, epoch, *, method, batch_size, plan):
+def _members_per_program(plan, layout) -> int:
+    """Members in one program over the whole mesh (0: all): `plan.chunk` per device."""
+    return plan.chunk * layout.members
+
+
+def train_epoch(state, rows, epoch, *, method, batch_size, plan, layout=None):
     """One epoch for all members: the new state and per-step metrics [M, steps].
 
-    Members go through in chunks of `plan.chunk`, one chunk after another.
+    `rows` is the training set placed on the layout (`sharding.place_rows`; a host array
+    is placed here). Members go through in chunks of `plan.chunk` per device.
     """
+    layout = layout or sharding.single_device()
+    if not isinstance(rows, sharding.Rows):
+        rows = sharding.place_rows(np.asarray(rows), layout)
     return ensemble.in_chunks(functools.partial(
-        _train_epoch_chunk, train_images=train_images, epoch=epoch, method=method,
-        batch_size=batch_size, plan=plan), state, plan.chunk)
+        _train_epoch_chunk, rows=rows, epoch=epoch, method=method, batch_size=batch_size,
+        plan=plan, layout=layout), state, _members_per_program(plan, layout))
 
 
 def member_step_bytes(state, config, method) -> int:
     """Device bytes one member's train step needs (XLA's memory analysis), for chunking."""
-    one = ensemble.member(state, 0)
+    one = jax.device_put(sharding.to_host(ensemble.member(state, 0)), jax.local_devices()[0])
     shape = (config.batch_size, config.image_size, config.image_size, config.channels)
     step = jax.jit(functools.partial(train_step, method=method))
     compiled = step.lower(one, jnp.zeros(shape), jnp.ones(shape[0]), one.rng).compile()
@@ -182,24 +242,40 @@ def member_step_bytes(state, config, method) -> int:
     return int(analysis.temp_size_in_bytes + 3 * analysis.argument_size_in_bytes)
 
 
-def score_members(state, images, *, config, method, plan, with_maps=False):
-    """Every member's scores of `images` (device uint8): arrays [M, N] (maps [M, N, H, W])."""
-    def score(state):
+def device_scores(members, images, *, method, apply_fn, batch_size, with_maps, lowering):
+    """This device's members' scores of its rows (the per-device program)."""
+    return evaluate.score_images(members, images, method=method, apply_fn=apply_fn,
+                                 batch_size=batch_size, with_maps=with_maps, lowering=lowering)
+
+
+def score_members(state, rows, *, config, method, plan, layout=None, with_maps=False):
+    """Every member's scores of `rows` (placed, or a host uint8 array), on the host:
+    arrays [M, N] (maps [M, N, H, W])."""
+    layout = layout or sharding.single_device()
+    if not isinstance(rows, sharding.Rows):
+        rows = sharding.place_rows(np.asarray(rows), layout)
+    score = sharding.distribute(
+        device_scores, layout, (sharding.MEMBERS, sharding.ROWS), sharding.MEMBER_ROWS,
+        method=method, apply_fn=state.apply_fn, with_maps=with_maps, lowering=plan.lowering,
+        batch_size=batching.num_batches(config.eval.batch_size, layout.data))
+
+    def score_chunk(state):
         members = {"variables": {"params": state.params, "batch_stats": state.batch_stats},
                    "latent_mask": state.latent_mask}
-        return evaluate.score_images(members, images, method=method, apply_fn=state.apply_fn,
-                                     batch_size=config.eval.batch_size, with_maps=with_maps,
-                                     lowering=plan.lowering)
+        return score(members, rows.images)
 
-    return ensemble.in_chunks(score, state, plan.chunk)
+    scores = sharding.to_host(ensemble.in_chunks(score_chunk, state,
+                                                 _members_per_program(plan, layout)))
+    return jax.tree_util.tree_map(lambda x: x[:, :rows.count], scores)
 
 
-def evaluate_members(state, members, data, device_data, config, method, plan):
+def evaluate_members(state, members, data, placed, config, method, plan, layout):
     """Scores train, val and test splits with every member; one metrics row per member."""
-    score = functools.partial(score_members, state, config=config, method=method, plan=plan)
-    test = jax.device_get(score(device_data["test"], with_maps=data.test_masks is not None))
-    train = jax.device_get(score(device_data["train"]))
-    val = jax.device_get(score(device_data["val"])) if len(data.val_images) else None
+    score = functools.partial(score_members, state, config=config, method=method, plan=plan,
+                              layout=layout)
+    test = score(placed["test"], with_maps=data.test_masks is not None)
+    train = score(placed["train"])
+    val = score(placed["val"]) if len(data.val_images) else None
     rows = []
     for m, member in enumerate(members):
         row = evaluate.compute_metrics(ensemble.member(test, m), ensemble.member(train, m),
@@ -233,16 +309,24 @@ def _is_checkpoint_epoch(epoch, config):
 
 
 def _load_for_run(config, workdir, eval_only):
-    """Everything a run needs before its first step; all user-input checks happen here."""
+    """Everything a run needs before its first step; all user-input checks happen here.
+
+    Process 0 prepares the workdir and the dataset; the others wait, then read it.
+    """
     config_checks.validate_config(config)
-    run_outputs.prepare_workdir(workdir, config, must_exist=eval_only)
+    members = ensemble.members_from_config(config)
+    layout = sharding.create_layout(config, len(members))
+    if sharding.is_primary():
+        run_outputs.prepare_workdir(workdir, config, must_exist=eval_only)
+        input_pipeline.prepare(config)
+    sharding.barrier("workdir and dataset prepared")
     method = METHODS[config.method]
     data = input_pipeline.load(config)
     config_checks.check_data(data, config)
-    device_data = {"train": jax.device_put(data.train_images),
-                   "val": jax.device_put(data.val_images),
-                   "test": jax.device_put(data.test_images)}
-    return method, data, device_data
+    placed = {split: sharding.place_rows(images, layout) for split, images in
+              (("train", data.train_images), ("val", data.val_images),
+               ("test", data.test_images)) if len(images)}
+    return method, members, layout, data, placed
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -250,33 +334,40 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     """Trains (resuming from the workdir's last checkpoint) and evaluates; returns the summary.
 
     With `eval_only`, restores the last checkpoint and evaluates it without training.
+    On many processes every process runs this; process 0 writes the outputs.
     """
     start_time = time.time()
-    method, data, device_data = _load_for_run(config, workdir, eval_only)
-    members = ensemble.members_from_config(config)
-    state = create_train_state(config, method, members)
+    method, members, layout, data, placed = _load_for_run(config, workdir, eval_only)
+    state = sharding.place(create_train_state(config, method, members), layout,
+                           sharding.MEMBERS)
     manager = checkpointing.create_manager(workdir)
     state, start_epoch = checkpointing.restore_or_keep(manager, state, workdir)
     if eval_only and start_epoch == 0:
         raise UserError(f"--eval_only needs a checkpoint, and {workdir}/checkpoints has none.")
-    writer = run_outputs.Writer(workdir, members, start_epoch)
+    writer = run_outputs.Writer(workdir, members, start_epoch, enabled=sharding.is_primary())
     steps_per_epoch = batching.num_batches(data.train_images.shape[0], config.batch_size)
-    plan = execution.fit_to_memory(execution.plan_execution(config), len(members),
+    plan = execution.fit_to_memory(execution.plan_execution(config),
+                                   len(members) // layout.members,
                                    functools.partial(member_step_bytes, state, config, method))
+    run_outputs.log(f"{len(members)} member(s) on {layout.members * layout.data} device(s) "
+                    f"({layout.members} x {layout.data} member x data, {layout.form}), "
+                    f"{jax.process_count()} process(es).")
     last_saved, rows = start_epoch, None
     try:
         for epoch in range(start_epoch + 1, 1 if eval_only else config.num_epochs + 1):
             epoch_start = time.time()
-            state, step_metrics = train_epoch(state, device_data["train"], epoch, method=method,
-                                              batch_size=config.batch_size, plan=plan)
-            losses = np.asarray(step_metrics["loss"])  # [M, steps]
+            state, step_metrics = train_epoch(state, placed["train"], epoch, method=method,
+                                              batch_size=config.batch_size, plan=plan,
+                                              layout=layout)
+            losses = sharding.to_host(step_metrics["loss"])  # [M, steps]
             _check_finite(losses, epoch, steps_per_epoch, last_saved, workdir)
             seconds = time.time() - epoch_start
             writer.write_train(epoch, losses.mean(axis=1),
                                data.train_images.shape[0] * len(members) / seconds)
             rows = None
             if _is_eval_epoch(epoch, config):
-                rows = evaluate_members(state, members, data, device_data, config, method, plan)
+                rows = evaluate_members(state, members, data, placed, config, method, plan,
+                                        layout)
                 writer.write_eval(epoch, rows)
             if _is_checkpoint_epoch(epoch, config):
                 checkpointing.save(manager, epoch, state)
@@ -285,10 +376,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         manager.wait_until_finished()
     if rows is None:
         run_outputs.log(f"Evaluating the checkpoint of epoch {last_saved}.")
-        rows = evaluate_members(state, members, data, device_data, config, method, plan)
-    run_outputs.write_examples(workdir, state, data, config, method)
-    summary = run_outputs.write_summary(workdir, config, members, rows, state,
-                                      time.time() - start_time)
-    report.write_report([workdir])
+        rows = evaluate_members(state, members, data, placed, config, method, plan, layout)
+    first = sharding.to_host(ensemble.member(state, 0, keep_axis=True))
+    summary = run_outputs.summarize(config, members, rows, first, time.time() - start_time)
+    if sharding.is_primary():
+        run_outputs.write_examples(workdir, first, data, config, method)
+        run_outputs.write_summary(workdir, summary)
+        report.write_report([workdir])
     writer.close()
+    sharding.barrier("outputs written")
     return summary

@@ -54,6 +54,19 @@ def get_config():
     config.eval = ml_collections.ConfigDict(dict(batch_size=64, num_examples=4))
     config.phantom = ml_collections.ConfigDict(dict(
         num_train=3000, num_test_normal=500, num_test_abnormal=500, seed=0))
+    # Devices (ae4ad_jax/sharding.py): "mesh" (jit over a device mesh), "pmap", or "none"
+    # (the first device only). mesh_shape = (members, data) splits the ensemble's members
+    # over the first axis and each batch over the second; () chooses it from the member
+    # count and the device count. Neither changes results.
+    config.parallelism = "mesh"
+    config.mesh_shape = ()
+    # Many processes (ae4ad_jax/distributed.py): set here, or read from what Cloud TPU,
+    # SLURM, Open MPI or Kubernetes (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
+    # JAX_PROCESS_ID) set. "auto" starts jax.distributed when a launcher says there
+    # are many processes; "yes" always; "no" never.
+    config.distributed = ml_collections.ConfigDict(dict(
+        initialize="auto", coordinator_address="", num_processes=0, process_id=-1,
+        initialization_timeout_s=300))
     # How the run is compiled on this backend (ae4ad_jax/execution.py). These settings
     # never change results; "auto" picks the fast choice for the backend.
     config.execution = ml_collections.ConfigDict(dict(

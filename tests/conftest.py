@@ -11,10 +11,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from ae4ad_jax import cpu_kernels  # noqa: E402
+from ae4ad_jax import cpu_kernels, sharding  # noqa: E402
 
 cpu_kernels.apply_xla_cpu_flags()  # as the command-line entry points do
 jax.config.update("jax_disable_most_optimizations", True)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_compiled_programs():
+    """Frees each test module's compiled programs when it ends. XLA:CPU maps every
+    compiled kernel into memory; a whole suite's worth of live programs exceeds Linux's
+    limit on memory mappings (vm.max_map_count, 65530) and the compiler then crashes."""
+    yield
+    sharding.clear_programs()
+    jax.clear_caches()
 
 
 @pytest.fixture
