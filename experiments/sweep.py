@@ -1,0 +1,261 @@
+"""A grid of runs packed into ensemble jobs, their launch commands, cost, and gathered tables.
+
+    python experiments/sweep.py --dry_run                      # the paper's Table 1 grid
+    python experiments/sweep.py --dry_run --target=tpu --accelerator=v4-32
+    python experiments/sweep.py --target=slurm --accelerator=8xA100 --out=sweeps/paper
+    python experiments/sweep.py --target=local --out=sweeps/paper   # runs the jobs here
+    python experiments/sweep.py --gather --out=sweeps/paper    # Table 1 / 2 of every job
+
+The grid is datasets x methods x latent sizes x seeds x entropy weights. Each
+(dataset, method) pair is one job: its latent sizes, seeds and entropy weights
+are the members of one ensemble, trained together in one program whose mesh
+(ae4ad_jax/sharding.py) spreads the members, then the batch, over every chip of
+the target. Without --dry_run, the script writes OUT/launch_<target>.sh (and
+runs it for --target=local). The cost estimate is computed from XLA's FLOP
+count of the train step and of scoring, the datasets' sizes and epochs, and
+the stated peak rate of each accelerator; it is an estimate, labelled so.
+"""
+
+import dataclasses
+import functools
+import os
+import shlex
+import subprocess
+import sys
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ae4ad_jax import run_outputs, sharding  # noqa: E402
+from ae4ad_jax.errors import UserError, exit_on_user_error  # noqa: E402
+
+# Training images (normal), test images, epochs, channels: ../shared/REFERENCE.md.
+DATASETS = {
+    "rsna": (3851, 2000, 250, 1), "vin": (4000, 2000, 250, 1), "brain": (1000, 1200, 600, 1),
+    "lag": (1500, 1622, 250, 1), "isic": (6705, 1512, 250, 1), "c16": (5088, 2233, 250, 3),
+    "brats": (4211, 2776, 250, 1), "phantom": (3000, 1000, 20, 1)}
+EVAL_EVERY = 25
+# Accelerators: (chips, hosts, JAX devices, stated peak FLOP/s per device at the precision
+# a float32 model computes in by default: bf16 passes on TPUs, TF32 tensor cores on GPUs).
+ACCELERATORS = {
+    "v4-8": (4, 1, 4, 275e12), "v4-32": (16, 4, 16, 275e12), "v4-128": (64, 16, 64, 275e12),
+    "v5e-8": (8, 1, 8, 197e12), "v5p-8": (4, 1, 4, 459e12),
+    "1xA100": (1, 1, 1, 156e12), "8xA100": (8, 1, 8, 156e12),
+    "1xH100": (1, 1, 1, 495e12), "8xH100": (8, 1, 8, 495e12), "cpu": (1, 1, 1, 1e11)}
+ASSUMED_UTILISATION = 0.10  # of peak, for small convolutions at batch 64 (an assumption)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("datasets", list(DATASETS)[:7], "Datasets of the grid.")
+flags.DEFINE_list("methods", ["ae"], "Methods of the grid.")
+flags.DEFINE_list("latent_sizes", ["1", "2", "4", "8", "16", "32", "64", "128"], "d values.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
+flags.DEFINE_list("entropy_weights", ["0"], "Entropy weights lambda (an ensemble axis).")
+flags.DEFINE_enum("target", "all", ["all", "local", "tpu", "slurm"], "Where the jobs run.")
+flags.DEFINE_string("accelerator", "", "A key of ACCELERATORS (default: v4-32 for tpu, "
+                    "8xA100 for slurm, the local devices for local).")
+flags.DEFINE_string("out", "sweeps/paper", "Sweep folder: job workdirs and launch scripts.")
+flags.DEFINE_string("tpu_name", "my-tpu", "Cloud TPU VM name (target tpu).")
+flags.DEFINE_string("zone", "us-central2-b", "Cloud TPU zone (target tpu).")
+flags.DEFINE_string("repo_dir", "~/ae4ad-jax", "The repository on the remote machines.")
+flags.DEFINE_bool("dry_run", False, "Print jobs, commands and cost; write and run nothing.")
+flags.DEFINE_bool("gather", False, "Write every job's Table 1 and the sweep's Table 2.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    dataset: str
+    method: str
+    latent_sizes: tuple
+    seeds: tuple
+    entropy_weights: tuple
+
+    @property
+    def name(self):
+        return f"{self.dataset}_{self.method}"
+
+    @property
+    def members(self):
+        return len(self.latent_sizes) * len(self.seeds) * len(self.entropy_weights)
+
+
+def make_jobs(datasets, methods, latent_sizes, seeds, entropy_weights) -> list[Job]:
+    unknown = [d for d in datasets if d not in DATASETS]
+    if unknown:
+        raise UserError(f"Unknown datasets {unknown}: known are {', '.join(DATASETS)}.")
+    return [Job(d, m, tuple(latent_sizes), tuple(seeds), tuple(entropy_weights))
+            for d in datasets for m in methods]
+
+
+def job_arguments(job: Job, workdir: str) -> list[str]:
+    arguments = [f"--config=configs/{job.dataset}.py", f"--workdir={workdir}",
+                 f"--config.method={job.method}",
+                 f"--config.latent_sizes=({','.join(map(str, job.latent_sizes))},)",
+                 f"--config.seeds=({','.join(map(str, job.seeds))},)"]
+    if any(float(w) for w in job.entropy_weights):
+        arguments.append(f"--config.entropy_weights=({','.join(job.entropy_weights)},)")
+    return arguments
+
+
+def launch_script(jobs, target, accelerator, out) -> str:
+    """A bash script that runs every job on the target."""
+    lines = ["#!/bin/bash", f"# {len(jobs)} jobs on {target} ({accelerator}), written by "
+             "experiments/sweep.py", "set -euo pipefail"]
+    commands = [shlex.join(["python", "-m", "ae4ad_jax.main",
+                            *job_arguments(job, os.path.join(out, job.name))]) for job in jobs]
+    if target == "local":
+        return "\n".join(lines + [f"cd {shlex.quote(os.getcwd())}"] + commands) + "\n"
+    if target == "tpu":  # every worker runs the same program; jax.distributed joins them
+        remote = [f"cd {FLAGS.repo_dir} && {command} --config.distributed.initialize=yes"
+                  for command in commands]
+        return "\n".join(lines + [shlex.join([
+            "gcloud", "compute", "tpus", "tpu-vm", "ssh", FLAGS.tpu_name, f"--zone={FLAGS.zone}",
+            "--worker=all", f"--command={command}"]) for command in remote]) + "\n"
+    chips = ACCELERATORS[accelerator][0]
+    lines[1:1] = [f"#SBATCH --array=0-{len(jobs) - 1}", "#SBATCH --nodes=1",
+                  "#SBATCH --ntasks-per-node=1", f"#SBATCH --gres=gpu:{chips}",
+                  "#SBATCH --job-name=ae4ad-sweep"]
+    lines += [f"cd {FLAGS.repo_dir}", "JOBS=("] + [f"  {shlex.quote(c)}" for c in commands]
+    return "\n".join(lines + [")", 'eval "${JOBS[$SLURM_ARRAY_TASK_ID]}"']) + "\n"
+
+
+@functools.cache
+def step_flops(channels: int, latent_size: int, image_size: int = 64, batch: int = 64):
+    """XLA's FLOP count of one member's train step and of scoring one batch (forward)."""
+    import jax
+    import jax.numpy as jnp
+
+    from ae4ad_jax import methods, train
+    from configs import default
+
+    config = default.get_config()
+    config.channels, config.image_size, config.latent_size = channels, image_size, latent_size
+    config.execution.kernels = "xla"
+    method = methods.METHODS["ae"]
+    state = jax.eval_shape(lambda: train.create_train_state(  # shapes only: nothing runs
+        config, method, [{"latent_size": latent_size, "seed": 0}]))
+    one = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state)
+    images = jax.ShapeDtypeStruct((batch, image_size, image_size, channels), jnp.float32)
+    step = jax.jit(functools.partial(train.train_step, method=method))
+    train_cost = step.lower(one, images, jax.ShapeDtypeStruct((batch,), jnp.float32),
+                            one.rng).cost_analysis()
+    forward = jax.jit(lambda v, x: one.apply_fn(v, x, train=False))
+    variables = {"params": one.params, "batch_stats": one.batch_stats}
+    score_cost = forward.lower(variables, images).cost_analysis()
+    return float(train_cost["flops"]), float(score_cost["flops"])
+
+
+def job_flops(job: Job, batch: int = 64) -> float:
+    train_images, test_images, epochs, channels = DATASETS[job.dataset]
+    steps = -(-train_images // batch) * epochs
+    evaluations = 1 + epochs // EVAL_EVERY
+    scored = (train_images + test_images) / batch * evaluations
+    total = 0.0
+    for d in job.latent_sizes:
+        train_step, score_batch = step_flops(channels, int(d))
+        total += (steps * train_step + scored * score_batch) * len(job.seeds) * len(
+            job.entropy_weights)
+    return total
+
+
+def print_plan(jobs, target, accelerator):
+    chips, hosts, devices, peak = ACCELERATORS[accelerator]
+    print(f"== {target}: {accelerator} ({chips} chips, {hosts} host(s), {devices} JAX "
+          f"devices, stated peak {peak / 1e12:g} TFLOP/s per device)")
+    total_flops, total_hours = 0.0, 0.0
+    for job in jobs:
+        shape = sharding.choose_mesh_shape(job.members, devices, 64)
+        flops = job_flops(job)
+        hours = flops / (devices * peak * ASSUMED_UTILISATION) / 3600
+        total_flops, total_hours = total_flops + flops, total_hours + hours
+        print(f"  {job.name:14s} {job.members:3d} members  mesh (member, data) = {shape}  "
+              f"{flops / 1e15:8.2f} PFLOP  ~{hours * 60:8.2f} min")
+    print(f"  total: {len(jobs)} jobs, {total_flops / 1e15:.1f} PFLOP (XLA's count of the "
+          "train steps and scoring)")
+    at_peak = total_flops / (devices * peak) / 3600
+    print(f"  ESTIMATE: {at_peak:.3g} h = {at_peak * chips:.3g} chip-hours at 100% of peak (a "
+          f"lower bound); {total_hours:.3g} h = {total_hours * chips:.3g} chip-hours at an "
+          f"assumed {ASSUMED_UTILISATION:.0%} of peak, jobs one after another. This AE's small "
+          "layers may run further below peak: measure one epoch before booking.")
+
+
+def _cell(entry):
+    if entry is None:
+        return "-"
+    return " / ".join(f"{100 * entry[key][0]:.1f} ± {100 * entry[key][1]:.1f}"
+                      for key in ("auroc", "ap"))
+
+
+def table2(tables, datasets, methods, latent_size=16) -> str:
+    """The paper's Table 2 layout: each method at d = `latent_size`, then AE[d_opt] (the d
+    with the best mean AUROC, chosen with test labels as in the paper)."""
+    lines = ["| method | " + " | ".join(datasets) + " |", "|---" * (len(datasets) + 1) + "|"]
+    for method in methods:
+        cells = [_cell(next((e for e in tables.get((d, method), ())
+                             if e["latent_size"] == latent_size
+                             and not e.get("entropy_weight")), None)) for d in datasets]
+        lines.append(f"| {method.upper()} | " + " | ".join(cells) + " |")
+    best = {d: max(tables[(d, "ae")], key=lambda e: e["auroc"][0])
+            for d in datasets if (d, "ae") in tables}
+    lines.append("| AE[d_opt] | " + " | ".join(
+        f"{_cell(best[d])} (d={best[d]['latent_size']})" if d in best else "-"
+        for d in datasets) + " |")
+    lines += ["", f"AUROC / AP in percent, mean ± std over seeds, at d = {latent_size}; "
+              "d_opt is chosen with test labels (the paper's oracle)."]
+    return "\n".join(lines) + "\n"
+
+
+def gather(jobs, out):
+    from ae4ad_jax import report
+
+    tables, written = {}, []
+    for job in jobs:
+        workdir = os.path.join(out, job.name)
+        if not os.path.exists(os.path.join(workdir, "summary.json")):
+            raise UserError(f"Job {job.name} has no results ({workdir}/summary.json); run it "
+                            "first, or leave its dataset out with --datasets.")
+        report.write_report([workdir])
+        written.append(os.path.join(workdir, "report", "table1.md"))
+        tables[(job.dataset, job.method)] = report.aggregate(report.read_rows([workdir]))
+    datasets = list(dict.fromkeys(job.dataset for job in jobs))
+    methods = list(dict.fromkeys(job.method for job in jobs))
+    path = os.path.join(out, "table2.md")
+    with open(path, "w") as f:
+        f.write(table2(tables, datasets, methods))
+    print("\n".join(written + [path]))
+
+
+def run():
+    jobs = make_jobs(FLAGS.datasets, FLAGS.methods, FLAGS.latent_sizes, FLAGS.seeds,
+                     FLAGS.entropy_weights)
+    if FLAGS.gather:
+        return gather(jobs, FLAGS.out)
+    targets = ["tpu", "slurm", "local"] if FLAGS.target == "all" else [FLAGS.target]
+    for target in targets:
+        accelerator = FLAGS.accelerator or {"tpu": "v4-32", "slurm": "8xA100",
+                                            "local": "cpu"}[target]
+        if accelerator not in ACCELERATORS:
+            raise UserError(f"Unknown --accelerator={accelerator}: known are "
+                            f"{', '.join(ACCELERATORS)}.")
+        print_plan(jobs, target, accelerator)
+        script = launch_script(jobs, target, accelerator, FLAGS.out)
+        if FLAGS.dry_run:
+            print(script)
+            continue
+        os.makedirs(FLAGS.out, exist_ok=True)
+        path = os.path.join(FLAGS.out, f"launch_{target}.sh")
+        with open(path, "w") as f:
+            f.write(script)
+        print(f"wrote {path}" + ("; submit it with sbatch" if target == "slurm" else ""))
+        if target == "local":
+            subprocess.run(["bash", path], check=True)
+
+
+def main(argv):
+    del argv
+    run_outputs.quiet_library_logs()
+    exit_on_user_error(run)
+
+
+if __name__ == "__main__":
+    app.run(main)
