@@ -46,7 +46,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ae4ad_jax import cpu_kernels, execution, methods, models, train  # noqa: E402
+from ae4ad_jax import cpu_kernels, execution, methods, models, sharding, train  # noqa: E402
 from configs import default  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -112,7 +112,8 @@ def jax_trainer(config, num_members):
     plan = execution.fit_to_memory(execution.plan_execution(config), num_members,
                                    lambda: train.member_step_bytes(state, config, method))
     shape = (BATCH * FLAGS.steps, config.image_size, config.image_size, config.channels)
-    images = jnp.asarray(np.random.default_rng(0).integers(0, 256, shape), jnp.uint8)
+    images = sharding.place_rows(np.random.default_rng(0).integers(0, 256, shape, np.uint8),
+                                 sharding.single_device())
     box = {"state": state, "epoch": 0}
 
     def run():
@@ -135,11 +136,12 @@ def jax_scorer(config):
     state = train.create_train_state(config, method, [{"latent_size": 16, "seed": 0}])
     plan = execution.plan_execution(config)
     shape = (FLAGS.eval_images, config.image_size, config.image_size, config.channels)
-    images = jnp.asarray(np.random.default_rng(1).integers(0, 256, shape), jnp.uint8)
+    images = sharding.place_rows(np.random.default_rng(1).integers(0, 256, shape, np.uint8),
+                                 sharding.single_device())
 
     def run():
-        jax.block_until_ready(train.score_members(
-            state, images, config=config, method=method, plan=plan, with_maps=True))
+        train.score_members(state, images, config=config, method=method, plan=plan,
+                            with_maps=True)  # host arrays: the scores are complete
 
     return run, shape[0]
 
