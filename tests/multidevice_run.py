@@ -6,7 +6,7 @@ Run by tests/test_sharding.py in a fresh process with 8 forced CPU devices:
 
 Writes OUT/<name>.npz for each layout: per-step losses, final parameters and
 BatchNorm statistics, and test scores. The same global batches go through every
-layout (38 images in batches of 16: the last batch is partial), with the
+layout (70 images in batches of 16: the last batch is partial), with the
 latent-entropy term on. Each run's state after epoch 1 is checkpointed; the
 "_to_" runs restore another layout's checkpoint (8 devices to 1, 1 to 8) and
 train epoch 2 (their epoch-1 losses are zeros).
@@ -31,7 +31,7 @@ from ae4ad_jax import (  # noqa: E402
     train,
 )
 
-NUM_IMAGES, BATCH, EPOCHS = 38, 16, 2
+NUM_IMAGES, BATCH, EPOCHS = 70, 16, 2
 
 
 def _config():

@@ -44,18 +44,19 @@ def test_layouts_and_moved_checkpoints_match_the_one_device_run(tmp_path):
                              ("ensemble_single", "ensemble_mesh"), ("single", "mesh_to_single"),
                              ("single", "single_to_mesh")):
         a, b = load(reference), load(other)
-        assert a["losses"].shape[1] == 6  # 2 epochs of 3 steps, the last one partial
-        steps = slice(3, None) if "_to_" in other else slice(None)  # resumed: epoch 2
+        assert a["losses"].shape[1] == 10  # 2 epochs of 5 steps, the last one partial
+        steps = slice(5, None) if "_to_" in other else slice(None)  # resumed: epoch 2
         np.testing.assert_allclose(b["losses"][:, steps], a["losses"][:, steps], rtol=1e-4,
                                    atol=1e-6, err_msg=f"{other}: losses")
         np.testing.assert_allclose(b["score"], a["score"], rtol=2e-6, atol=1e-6,
                                    err_msg=f"{other}: scores")
         leaves = sorted(key for key in a if key.startswith("leaf"))
         assert len(leaves) > 20
-        for key in leaves:  # parameters and BatchNorm statistics
-            scale = np.abs(a[key]).max()
-            np.testing.assert_allclose(b[key], a[key], atol=1e-4 * scale + 1e-7,
-                                       err_msg=f"{other}: {key}")
+        # Parameters and BatchNorm statistics, leaf by leaf in norm: a ReLU input within
+        # rounding of zero may flip and move a few single weights, a wrong reduction moves all.
+        for key in leaves:
+            error = np.linalg.norm(b[key] - a[key]) / (np.linalg.norm(a[key]) + 1e-12)
+            assert error < 1e-3, f"{other}: {key} differs by {error:.2e} of its norm"
 
 
 # ----------------------------------------------------------------------------- command line
