@@ -5,9 +5,8 @@ Each raises UserError naming the first bad key or the dataset's problem.
 
 import math
 
-from ae4ad_jax import entropy, execution, input_pipeline
+from ae4ad_jax import entropy, execution, input_pipeline, methods
 from ae4ad_jax.errors import UserError
-from ae4ad_jax.methods import METHODS
 from ae4ad_jax.models import DOWNSAMPLE_FACTOR
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -38,8 +37,9 @@ def _one_of(config, key, choices):
 def validate_config(config) -> None:
     """Raises UserError naming the first bad key; runs before any data or compute."""
     input_pipeline.check_dataset_name(config.dataset)
-    _require(config.method in METHODS,
-             f"Unknown method {config.method!r}: known methods are {', '.join(METHODS)}.")
+    for name in (config.method,) + tuple(config.methods):
+        _require(name in methods.FAMILY,
+                 f"Unknown method {name!r}: known methods are {', '.join(methods.FAMILY)}.")
     for key in ("latent_size", "image_size", "channels", "num_epochs", "batch_size",
                 "eval_every_epochs", "checkpoint_every_epochs", "eval.batch_size",
                 "model.base_width", "model.expansion", "model.hidden_width",
@@ -62,6 +62,7 @@ def validate_config(config) -> None:
     unknown = [m for m in config.entropy_estimators if m not in entropy.ESTIMATORS]
     _require(not unknown, f"Config key entropy_estimators holds unknown estimators {unknown}: "
              f"known estimators are {', '.join(entropy.ESTIMATORS)}.")
+    _check_method_settings(config)
     _one_of(config, "model.compute_dtype", COMPUTE_DTYPES)
     for key, choices in execution.CHOICES.items():
         _one_of(config, f"execution.{key}", choices)
@@ -74,6 +75,47 @@ def validate_config(config) -> None:
     lr = config.learning_rate
     _require(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0,
              f"Config key learning_rate must be a positive finite number, got {lr!r}.")
+
+
+def _number(config, key, low, high=math.inf):
+    value = _get(config, key)
+    _require(isinstance(value, (int, float)) and not isinstance(value, bool)
+             and math.isfinite(value) and low <= value <= high,
+             f"Config key {key} must be a number in [{low}, {high}], got {value!r}.")
+
+
+def _check_method_settings(config) -> None:
+    """The method's own settings; a method without a latent code takes no latent axes."""
+    for key in ("memae.slots", "dae.noise_resolution", "dae.depth", "dae.width_log2",
+                "ssim.window"):
+        _positive_int(config, key)
+    _require(config.ssim.window % 2 == 1 and config.ssim.window <= config.image_size,
+             f"Config key ssim.window must be odd and at most image_size, got "
+             f"{config.ssim.window}.")
+    for key in ("vae.kl_weight", "memae.entropy_weight", "memae.shrink_threshold",
+                "dae.noise_std", "ssim.sigma", "ganomaly.adversarial_weight",
+                "ganomaly.reconstruction_weight", "ganomaly.encoding_weight"):
+        _number(config, key, 0.0)
+    _number(config, "ceae.erase_fraction", 0.0, 1.0)
+    _number(config, "ceae.fill_value", -math.inf)
+    unknown = [name for name in config.method_overrides if name not in methods.FAMILY]
+    _require(not unknown, f"Config key method_overrides names unknown methods {unknown}.")
+    divisor = 2 ** (config.dae.depth - 1)
+    for name in (config.method,) + tuple(config.methods):
+        method = methods.FAMILY[name]
+        if name == "dae":
+            _require(config.image_size % divisor == 0,
+                     f"Config key image_size must be a multiple of {divisor} for the DAE's "
+                     f"U-Net of depth {config.dae.depth}, got {config.image_size}.")
+        if not method.has_latent:
+            _require(not config.latent_sizes and not config.entropy_weights
+                     and config.entropy_weight == 0,
+                     f"Method {name} has no latent code: leave latent_sizes, entropy_weight "
+                     "and entropy_weights unset (its ensembles are over seeds).")
+        if name == "ae-perceptual":
+            single = config.copy_and_resolve_references()
+            single.method = name
+            methods.create(single).frozen_variables()  # the weights file exists and fits
 
 
 def check_data(data, config) -> None:

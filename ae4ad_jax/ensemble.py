@@ -14,7 +14,7 @@ import itertools
 import jax
 import jax.numpy as jnp
 
-from ae4ad_jax.models import LATENT_IN, LATENT_OUT
+from ae4ad_jax.models import LATENT_IN, LATENT_OUT, MEMORY
 
 
 def members_from_config(config) -> list[dict]:
@@ -44,14 +44,15 @@ def resize_latent(tree, size: int):
     """Pads with zeros (or cuts) the latent axis of a params-shaped tree to `size`.
 
     Works on params and on anything with their structure (Adam moments): the
-    output axis of `to_latent` and the input axis of `from_latent`'s kernel.
+    output axis of every `to_latent*` layer, the input axis of every `from_latent*`
+    kernel and the code axis of MemAE's memory.
     """
 
     def fit(path, leaf):
-        names = [getattr(key, "key", None) for key in path]
-        if LATENT_OUT in names:
+        names = [str(getattr(key, "key", "")) for key in path]
+        if any(n.startswith(LATENT_OUT) for n in names) or names[-1] == MEMORY:
             axis = leaf.ndim - 1
-        elif LATENT_IN in names and names[-1] == "kernel":
+        elif any(n.startswith(LATENT_IN) for n in names) and names[-1] == "kernel":
             axis = leaf.ndim - 2
         else:
             return leaf

@@ -23,40 +23,61 @@ DICE_THRESHOLDS = 200  # the reference's compute_best_dice(n_thresh=200)
 # ----------------------------------------------------------------------------- device
 
 
-def _score_batch(method, apply_fn, member, images, with_maps):
-    """Scores one batch for one member: dict of [B] (and [B, H, W]) arrays."""
-    outputs = apply_fn(member["variables"], images, train=False,
-                       latent_mask=member["latent_mask"])
-    maps = method.score_map(outputs, images)
-    result = {"score": jnp.mean(maps, axis=(1, 2)),
-              "mse": methods.per_image_mse(outputs["recon"], images),
-              "z": outputs["z"]}
-    if with_maps:
+EVAL_STREAM = 2  # the random stream of test-time sampling (the VAE), one key per image
+
+
+def forward_fn(method, member):
+    """The trained member as `forward(x, row_keys, train=False) -> outputs`; in train mode
+    BatchNorm uses the batch's statistics and updates nothing."""
+    model = method.create_model(member["latent_mask"].shape[-1])
+
+    def forward(x, keys, train=False):
+        call = functools.partial(model.apply, member["variables"], x,
+                                 latent_mask=member["latent_mask"], row_keys=keys)
+        return call(train=True, mutable=["batch_stats"])[0] if train else call(train=False)
+
+    return forward
+
+
+def _score_batch(method, member, images, positions, with_maps):
+    """Scores one batch for one member: dict of [B] (and [B, H, W]) arrays; `positions`
+    are the images' indices in the scored set (their random streams)."""
+    forward = forward_fn(method, member)
+    stream = jax.random.fold_in(member["rng"], EVAL_STREAM)
+    maps, scores, outputs = method.score(forward, images, methods.row_keys(stream, positions),
+                                         member["latent_mask"])
+    result = {"score": scores, "mse": methods.per_image_mse(outputs["recon"], images)}
+    if method.has_latent:
+        result["z"] = outputs["z"]
+    if with_maps and maps is not None:
         result["map"] = maps
     return result
 
 
-@functools.partial(jax.jit, static_argnames=("method", "apply_fn", "batch_size", "with_maps",
-                                             "lowering"))
-def score_images(members, images, *, method, apply_fn, batch_size, with_maps, lowering="vmap"):
+@functools.partial(jax.jit, static_argnames=("method", "batch_size", "with_maps", "lowering"))
+def score_images(members, images, first=0, *, method, batch_size, with_maps, lowering="vmap"):
     """Scores every image with every member in one device call.
 
-    `members` ({"variables", "latent_mask"}) have a leading member axis M, lifted
-    by `lowering` ("vmap" or "unroll"); `images` are uint8 [N, H, W, C].
-    The last batch is padded and the padding cut off, so each image is scored
-    exactly once. Returns arrays of shape [M, N] (maps [M, N, H, W]).
+    `members` ({"variables", "latent_mask", "rng"}) have a leading member axis M,
+    lifted by `lowering` ("vmap" or "unroll"); `images` are uint8 [N, H, W, C], the
+    scored set's rows `first` to `first + N - 1`. The last batch is padded and the
+    padding cut off, so each image is scored exactly once. Returns arrays of shape
+    [M, N] (maps [M, N, H, W]).
     """
     batches = batching.split_padded(images, batch_size)
+    starts = first + batch_size * jnp.arange(batches.shape[0])
 
-    def one_batch(batch):
+    def one_batch(args):
+        batch, start = args
         x = to_float(batch)
+        positions = start + jnp.arange(batch_size)
 
         def score(member):
-            return _score_batch(method, apply_fn, member, x, with_maps)
+            return _score_batch(method, member, x, positions, with_maps)
 
         return ensemble.over_members(score, lowering)(members)
 
-    out = jax.lax.map(one_batch, batches)  # leaves [num_batches, M, B, ...]
+    out = jax.lax.map(one_batch, (batches, starts))  # leaves [num_batches, M, B, ...]
     return jax.tree_util.tree_map(
         lambda x: jnp.moveaxis(x, 0, 1).reshape((x.shape[1], -1) + x.shape[3:])[
             :, :images.shape[0]], out)
@@ -139,9 +160,11 @@ def compute_metrics(test, train, labels, masks, latent_size, estimators=()):
     row["recon_error_train_normal"] = float(np.mean(train["mse"]))
     row["recon_error_test_normal"] = float(np.mean(test["mse"][labels == 0]))
     row["recon_error_test_abnormal"] = float(np.mean(test["mse"][labels == 1]))
-    if masks is not None:
+    if masks is not None and "map" in test:
         row.update(pixel_metrics(test["map"], masks))
-    row.update(entropy_metrics({"train_normal": train["z"], "test_normal": test["z"][labels == 0],
-                                "test_abnormal": test["z"][labels == 1]}, latent_size,
-                               estimators))
+    if "z" in test:
+        row.update(entropy_metrics({"train_normal": train["z"],
+                                    "test_normal": test["z"][labels == 0],
+                                    "test_abnormal": test["z"][labels == 1]}, latent_size,
+                                   estimators))
     return row

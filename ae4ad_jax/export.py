@@ -13,19 +13,18 @@ import json
 
 from absl import app, flags
 
-from ae4ad_jax import checkpointing, cpu_kernels, ensemble, run_outputs, train
+from ae4ad_jax import checkpointing, cpu_kernels, ensemble, methods, run_outputs, train
 from ae4ad_jax.errors import UserError, exit_on_user_error
-from ae4ad_jax.methods import METHODS
 
 
 def export_member(workdir: str, index: int, out_dir: str) -> dict:
     """Writes `out_dir` (config.json, checkpoints/EPOCH); returns the member."""
-    config = run_outputs.load_saved_config(workdir)
+    config = methods.resolve_config(run_outputs.load_saved_config(workdir))
     members = ensemble.members_from_config(config)
     if not 0 <= index < len(members):
         raise UserError(f"Member {index} does not exist: {workdir} has members 0 to "
                         f"{len(members) - 1}.")
-    method = METHODS[config.method]
+    method = methods.create(config)
     state = train.create_train_state(config, method, members)
     state, epoch = checkpointing.restore_or_keep(
         checkpointing.create_manager(workdir), state, workdir)

@@ -18,7 +18,8 @@ from ae4ad_jax.kernels import BN_EPSILON, XLA, Kernels, convolve
 
 BN_MOMENTUM = 0.9  # Flax convention: running = m * running + (1 - m) * batch (torch: 0.1)
 DOWNSAMPLE_FACTOR = 16  # four stride-2 blocks: image sizes are multiples of this
-LATENT_OUT, LATENT_IN = "to_latent", "from_latent"  # the layers whose shapes depend on d
+# The layers whose shapes depend on d (by name prefix), and MemAE's memory [slots, d].
+LATENT_OUT, LATENT_IN, MEMORY = "to_latent", "from_latent", "memory"
 
 
 def torch_kernel_init(in_axis=-2, out_axis=-1):
@@ -100,7 +101,8 @@ class BatchNorm(nn.Module):
             return ((x - running_mean.value) * inv + bias).astype(x.dtype)
         weights = (jnp.ones(x.shape[:1]) if mask is None else mask).astype(jnp.float32)
         y, mean, var, count = self.kernels.batch_norm(x, weights, scale, bias, self.axis_name)
-        if not self.is_initializing():
+        # Batch statistics without updates: GANomaly's test-time forward (train mode, frozen).
+        if not self.is_initializing() and self.is_mutable_collection("batch_stats"):
             unbiased = var * count / jnp.maximum(count - 1.0, 1.0)
             running_mean.value = BN_MOMENTUM * running_mean.value + (1 - BN_MOMENTUM) * mean
             running_var.value = BN_MOMENTUM * running_var.value + (1 - BN_MOMENTUM) * unbiased
@@ -134,36 +136,99 @@ class ConvBlock(nn.Module):
         return x if self.last else bn_relu(x)
 
 
+class Memory(nn.Module):
+    """MemAE's memory (Gong et al. 2019): `slots` learned codes; each code is replaced by an
+    attention-weighted sum of slots, the attention hard-shrunk below `shrink_threshold`
+    and L1-renormalised. Returns (z_hat [B, d], attention [B, slots])."""
+
+    slots: int = 25
+    shrink_threshold: float = 0.0025
+
+    @nn.compact
+    def __call__(self, z):
+        d = z.shape[-1]
+        bound = 1.0 / jnp.sqrt(d)
+        memory = self.param(MEMORY, lambda rng, shape: jax.random.uniform(
+            rng, shape, jnp.float32, -bound, bound), (self.slots, d)).astype(z.dtype)
+        attention = jax.nn.softmax(z @ memory.T, axis=-1)
+        if self.shrink_threshold > 0:
+            attention = shrink_attention(attention, self.shrink_threshold)
+        return attention @ memory, attention
+
+
+def shrink_attention(attention, threshold, epsilon=1e-12):
+    """MemAE's ReLU hard shrinkage (weights below `threshold` become 0), then L1-normalised."""
+    shifted = attention - threshold
+    shrunk = jax.nn.relu(shifted) * attention / (jnp.abs(shifted) + epsilon)
+    return shrunk / jnp.maximum(jnp.sum(jnp.abs(shrunk), -1, keepdims=True), epsilon)
+
+
+def gaussian_noise(row_keys, width: int):
+    """Standard normal noise [B, width]: unit j of row b from key (row_keys[b], j), so a
+    row's noise depends neither on the batch it sits in nor on the width (ensembles)."""
+    def row(key):
+        return jax.vmap(lambda j: jax.random.normal(jax.random.fold_in(key, j)))(
+            jnp.arange(width))
+
+    return jax.vmap(row)(row_keys)
+
+
 class Bottleneck(nn.Module):
-    """Fully connected (1x1 convs if `spatial`) bottleneck; returns (features, z). `latent_mask`
-    ([d], 1 for active units) zeroes an ensemble member's units beyond its own d."""
+    """Fully connected (1x1 convs if `spatial`) bottleneck; returns (features, code), code a
+    dict with `z` and what the `latent` kind adds: "plain" (the AE), "gaussian" (the VAE:
+    `mu` and `log_var`, z sampled with one key per row), "memory" (MemAE: `z_hat`, `att`).
+    `latent_mask` ([d], 1 for active units) zeroes an ensemble member's units beyond its d."""
 
     latent_size: int
     hidden_width: int = 1024
     spatial: bool = False
+    latent: str = "plain"
+    memory_slots: int = 25
+    shrink_threshold: float = 0.0025
     axis_name: str | None = None
     kernels: Kernels = XLA
 
     @nn.compact
-    def __call__(self, x, train: bool, mask=None, latent_mask=None):  # x: [B, h, w, C]
+    def __call__(self, x, train: bool, mask=None, latent_mask=None, row_keys=None):
         def layer(features, name):
             return Conv(features, 1, name=name) if self.spatial else Dense(features, name=name)
 
         def bn_relu(y):
             return self.kernels.relu(BatchNorm(self.axis_name, self.kernels)(y, train, mask))
 
+        def masked(v):
+            return v if latent_mask is None else v * latent_mask
+
         shape = x.shape
         x = x if self.spatial else x.reshape(shape[0], -1)
         h = bn_relu(layer(self.hidden_width, "encode_hidden")(x))
-        z = layer(self.latent_size, LATENT_OUT)(h)
-        if latent_mask is not None:
-            z = z * latent_mask
+        z = masked(layer(self.latent_size, LATENT_OUT)(h))
+        code = {"z": z}
+        if self.latent == "gaussian":
+            log_var = masked(layer(self.latent_size, LATENT_OUT + "_log_var")(h))
+            if row_keys is None:
+                raise ValueError("A Gaussian latent samples z: pass row_keys.")
+            eps = gaussian_noise(row_keys, z.shape[-1]).astype(z.dtype)
+            code.update(mu=z, log_var=log_var)
+            z = masked(z + eps * jnp.exp(0.5 * log_var))
+        elif self.latent == "memory":
+            z_hat, attention = Memory(self.memory_slots, self.shrink_threshold)(z)
+            code.update(z_hat=masked(z_hat), att=attention)
+            z = code["z_hat"]
         h = bn_relu(layer(self.hidden_width, LATENT_IN)(z))
-        return layer(x.shape[-1], "decode_features")(h).reshape(shape), z
+        return layer(x.shape[-1], "decode_features")(h).reshape(shape), code
 
 
 class AutoEncoder(nn.Module):
-    """The benchmark's AE. Returns `{'recon': [B, H, W, C], 'z': [B, d] (or [B, h, w, d])}`."""
+    """The benchmark's AE and the variants that change only its bottleneck or its output.
+
+    Returns `{'recon': [B, H, W, C], 'z': [B, d] (or [B, h, w, d])}` and, by variant:
+    `latent` "gaussian" (VAE) or "memory" (MemAE) adds that code's parts; `log_variance`
+    (AE-U) doubles the last block's channels into `recon` and a per-pixel `log_var`;
+    `reencode` (Constrained AE) adds, in training, `z_rec`: the code of the
+    reconstruction through the same encoder (its BatchNorms update twice, as in the
+    reference).
+    """
 
     latent_size: int = 16
     channels: int = 1
@@ -173,25 +238,46 @@ class AutoEncoder(nn.Module):
     encoder_depth: int = 1
     decoder_depth: int = 1
     spatial: bool = False
+    latent: str = "plain"
+    memory_slots: int = 25
+    shrink_threshold: float = 0.0025
+    log_variance: bool = False
+    reencode: bool = False
     axis_name: str | None = None
     kernels: Kernels = XLA
     dtype: Any = jnp.float32  # of activations; parameters and outputs stay float32
 
     @nn.compact
-    def __call__(self, x, train: bool, mask=None, latent_mask=None) -> dict[str, Any]:
+    def __call__(self, x, train: bool, mask=None, latent_mask=None, row_keys=None):
         x = x.astype(self.dtype)
         if latent_mask is not None:
             latent_mask = latent_mask.astype(self.dtype)
         width = self.base_width * self.expansion
         block = dict(axis_name=self.axis_name, kernels=self.kernels)
-        for features in (width, 2 * width, 4 * width, 4 * width):
-            x = ConvBlock(features, self.encoder_depth, **block)(x, train, mask)
-        x, z = Bottleneck(self.latent_size, self.hidden_width, self.spatial,
-                          **block)(x, train, mask, latent_mask)
-        for i, features in enumerate((4 * width, 2 * width, width, self.channels)):
-            x = ConvBlock(features, self.decoder_depth, upsample=True, last=i == 3,
-                          **block)(x, train, mask)
-        return {"recon": x.astype(jnp.float32), "z": z.astype(jnp.float32)}
+        encoder = [ConvBlock(f, self.encoder_depth, **block)
+                   for f in (width, 2 * width, 4 * width, 4 * width)]
+        bottleneck = Bottleneck(self.latent_size, self.hidden_width, self.spatial, self.latent,
+                                self.memory_slots, self.shrink_threshold, **block)
+
+        def encode(y):
+            for layer in encoder:
+                y = layer(y, train, mask)
+            return y
+
+        h, code = bottleneck(encode(x), train, mask, latent_mask, row_keys)
+        out_channels = self.channels * (2 if self.log_variance else 1)
+        for i, features in enumerate((4 * width, 2 * width, width, out_channels)):
+            h = ConvBlock(features, self.decoder_depth, upsample=True, last=i == 3,
+                          **block)(h, train, mask)
+        outputs = {name: value.astype(jnp.float32) for name, value in code.items()}
+        outputs["recon"] = h[..., :self.channels].astype(jnp.float32)
+        if self.log_variance:
+            outputs["log_var"] = h[..., self.channels:].astype(jnp.float32)
+        if self.reencode and train:
+            _, code_rec = bottleneck(encode(h[..., :self.channels]), train, mask, latent_mask,
+                                     row_keys)
+            outputs["z_rec"] = code_rec["z"].astype(jnp.float32)
+        return outputs
 
 
 def count_params(params) -> int:

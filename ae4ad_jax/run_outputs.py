@@ -16,7 +16,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from ae4ad_jax import ensemble, input_pipeline
+from ae4ad_jax import ensemble, evaluate, input_pipeline
 from ae4ad_jax.errors import UserError
 from ae4ad_jax.models import count_params
 
@@ -42,9 +42,24 @@ def _flatten(tree, prefix=""):
     return flat
 
 
+def _with_later_defaults(saved: dict) -> dict:
+    """A saved config with the groups and keys added since (at their defaults)."""
+    from ae4ad_jax import methods
+
+    saved = dict(saved)
+    for key, value in (("parallelism", "mesh"), ("mesh_shape", ()), ("methods", ()),
+                       ("table1_workdir", ""), ("method_overrides", methods.OVERRIDE_DEFAULTS),
+                       ("distributed", {"initialize": "auto", "coordinator_address": "",
+                                        "num_processes": 0, "process_id": -1,
+                                        "initialization_timeout_s": 300}),
+                       *methods.CONFIG_DEFAULTS.items()):
+        saved.setdefault(key, value)
+    return saved
+
+
 def _changed_keys(saved: dict, current: dict) -> list[str]:
     """Keys whose values differ, apart from RESUMABLE_KEYS."""
-    saved, current = _flatten(saved), _flatten(current)
+    saved, current = (_flatten(_with_later_defaults(c)) for c in (saved, current))
     return [key for key in sorted(set(saved) | set(current))
             if not key.startswith(RESUMABLE_KEYS) and saved.get(key) != current.get(key)]
 
@@ -97,12 +112,9 @@ def load_saved_config(workdir: str) -> ml_collections.ConfigDict:
     except (OSError, ValueError) as error:
         raise UserError(f"Cannot read the config of workdir {workdir} ({path}): {error}.") \
             from None
-    tuples = ("latent_sizes", "seeds", "entropy_estimators", "entropy_weights", "mesh_shape")
-    for key, value in (("parallelism", "mesh"), ("mesh_shape", ()),  # written before
-                       ("distributed", {"initialize": "auto", "coordinator_address": "",
-                                        "num_processes": 0, "process_id": -1,
-                                        "initialization_timeout_s": 300})):
-        saved.setdefault(key, value)
+    tuples = ("latent_sizes", "seeds", "entropy_estimators", "entropy_weights", "mesh_shape",
+              "methods")
+    saved = _with_later_defaults(saved)
     missing = [key for key in tuples if key not in saved]
     if missing:
         raise UserError(f"{path} lacks the config keys {missing}; it was written by another "
@@ -200,11 +212,16 @@ def write_examples(workdir, state, data, config, method):
     indices = _example_indices(data.test_labels, config.eval.num_examples)
     first = ensemble.member(state, 0)
     images = input_pipeline.to_float(data.test_images[indices])
-    outputs = state.apply_fn({"params": first.params, "batch_stats": first.batch_stats}, images,
-                             train=False, latent_mask=first.latent_mask)
-    maps = np.asarray(method.score_map(outputs, images))
+    member = {"variables": {"params": first.params, "batch_stats": first.batch_stats,
+                            **first.constants}, "latent_mask": first.latent_mask}
+    forward = evaluate.forward_fn(method, member)
+    keys = jax.random.split(jax.random.PRNGKey(0), len(indices))
+    maps, _, outputs = method.score(forward, images, jax.random.key_data(keys),
+                                    first.latent_mask)
     recon = np.asarray(outputs["recon"])
-    rows = [("input", np.asarray(images)), ("reconstruction", recon), ("anomaly map", maps)]
+    rows = [("input", np.asarray(images)), ("reconstruction", recon)]
+    if maps is not None:
+        rows.append(("anomaly map", np.asarray(maps)))
     if data.test_masks is not None:
         rows.append(("mask", data.test_masks[indices]))
     fig, axes = plt.subplots(len(rows), len(indices), squeeze=False,

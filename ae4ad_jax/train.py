@@ -26,18 +26,18 @@ from ae4ad_jax import (
     checkpointing,
     config_checks,
     ensemble,
-    entropy,
     evaluate,
     execution,
     input_pipeline,
+    methods,
     report,
     run_outputs,
     sharding,
 )
 from ae4ad_jax.errors import UserError
-from ae4ad_jax.methods import METHODS
 
-DATA_STREAM, STEP_STREAM = 0, 1  # independent random streams derived from a member's key
+# Independent random streams derived from a member's key.
+DATA_STREAM, STEP_STREAM, EPOCH_STREAM = 0, 1, 3
 
 
 class TrainState(train_state.TrainState):
@@ -45,6 +45,7 @@ class TrainState(train_state.TrainState):
     rng: jax.Array  # the member's raw uint32[2] key
     latent_mask: jax.Array  # [max(d)]: 1 for the member's own latent units
     entropy_weight: jax.Array  # lambda of the latent-entropy term of the loss
+    constants: Any  # frozen variable collections of the method (not trained, not saved)
 
 
 def create_optimizer(config) -> optax.GradientTransformation:
@@ -56,8 +57,9 @@ def create_optimizer(config) -> optax.GradientTransformation:
 def _init_fn(model, shape):
     def init(key):
         init_key, state_key = jax.random.split(key)
-        variables = model.init(init_key, jnp.zeros(shape, jnp.float32), train=False)
-        return variables["params"], variables["batch_stats"], state_key
+        variables = model.init(init_key, jnp.zeros(shape, jnp.float32), train=False,
+                               row_keys=jnp.zeros((shape[0], 2), jnp.uint32))
+        return variables["params"], variables.get("batch_stats", {}), state_key
 
     return jax.jit(init)
 
@@ -65,68 +67,54 @@ def _init_fn(model, shape):
 def create_train_state(config, method, members) -> TrainState:
     """All members stacked along a leading axis; each initialised as a standalone model."""
     width = max(m["latent_size"] for m in members)
-    model = method.create_model(config, latent_size=width)
+    model = method.create_model(width)
     tx = create_optimizer(config)
+    constants = method.frozen_variables()
     shape = (1, config.image_size, config.image_size, config.channels)
     states = []
     for m in members:
-        standalone = method.create_model(config, latent_size=m["latent_size"])
+        standalone = method.create_model(m["latent_size"])
         params, batch_stats, key = _init_fn(standalone, shape)(jax.random.PRNGKey(m["seed"]))
         states.append(TrainState.create(
             apply_fn=model.apply, params=ensemble.resize_latent(params, width), tx=tx,
-            batch_stats=batch_stats, rng=key,
+            batch_stats=batch_stats, rng=key, constants=constants,
             latent_mask=ensemble.latent_mask(m["latent_size"], width),
             entropy_weight=jnp.float32(m.get("entropy_weight", 0.0))))
     return ensemble.stack(states)
 
 
-def _total(value, axis_name):
-    return value if axis_name is None else jax.lax.psum(value, axis_name)
-
-
-def train_step(state: TrainState, images, weights, rng, *, method, axis_name=None):
+def train_step(state: TrainState, images, weights, positions, rng, *, method, axis_name=None):
     """One optimiser step of one member on its rows of the batch: `images` [B, H, W, C]
-    float, `weights` [B] (0 for padding rows).
+    float, `weights` [B] (0 for padding rows), `positions` [B] the rows' places in the
+    global batch (their random streams).
 
     With `axis_name`, the batch is split over that device axis and the step is the same
     function of the whole batch: the loss is averaged over the global count of real
     rows, BatchNorm pools its statistics, the entropy term sees every device's codes,
     and gradients are summed across devices.
     """
-    count = jnp.maximum(_total(jnp.sum(weights), axis_name), 1.0)
-    shards = _total(1.0, axis_name)
-
-    def global_mean(values):  # [B] -> this device's share of the global weighted mean
-        return jnp.sum(values * weights) / count
-
-    model = state.apply_fn.__self__  # the AutoEncoder; its BatchNorms pool over axis_name
-    apply_fn = model.clone(axis_name=axis_name).apply
+    batch = methods.Batch(weights, rng, methods.row_keys(rng, positions), state.latent_mask,
+                          state.entropy_weight, axis_name)
+    inputs = method.corrupt(method.settings, images, batch) if method.corrupt else images
+    model = method.create_model(state.latent_mask.shape[-1], axis_name)
 
     def loss_fn(params):
-        variables = {"params": params, "batch_stats": state.batch_stats}
-        outputs, updates = apply_fn(variables, images, train=True, mask=weights,
-                                          latent_mask=state.latent_mask,
-                                          mutable=["batch_stats"])
-        rows, aux_rows = method.loss(outputs, images, rng)
-        z, z_weights = outputs["z"], weights
-        if axis_name is not None:  # every device computes the entropy of the whole batch
-            z = jax.lax.all_gather(z, axis_name, tiled=True)
-            z_weights = jax.lax.all_gather(weights, axis_name, tiled=True)
-        latent_entropy = entropy.batch_renyi2(z, z_weights, state.latent_mask)
-        reconstruction = global_mean(rows)
-        aux = {name: global_mean(values) for name, values in aux_rows.items()}
-        # Each device's copy of the entropy term sends gradients to every device's codes
-        # (all_gather's transpose sums them), hence the 1 / shards.
-        share = reconstruction + state.entropy_weight * latent_entropy / shards
-        return share, (updates["batch_stats"], reconstruction, latent_entropy, aux)
+        variables = {"params": params, "batch_stats": state.batch_stats, **state.constants}
+        outputs, updates = model.apply(variables, inputs, train=True, mask=weights,
+                                       latent_mask=state.latent_mask,
+                                       row_keys=batch.keys(methods.MODEL_STREAM),
+                                       mutable=["batch_stats"])
+        share, shares, terms = methods.objective(method, outputs, images, batch)
+        return share, (updates.get("batch_stats", {}), shares, terms)
 
-    (_, (batch_stats, reconstruction, latent_entropy, aux)), grads = jax.value_and_grad(
+    (_, (batch_stats, shares, terms)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params)
-    grads, reconstruction, aux = _total((grads, reconstruction, aux), axis_name)
+    grads, shares = batch.total((grads, shares))
     state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-    loss = reconstruction + state.entropy_weight * latent_entropy
-    return state, {"loss": loss, **aux, "reconstruction_loss": reconstruction,
-                   "latent_entropy": latent_entropy}
+    loss = shares["reconstruction_loss"]
+    if "latent_entropy" in terms:
+        loss = loss + state.entropy_weight * terms["latent_entropy"]
+    return state, {"loss": loss, **shares, **terms}
 
 
 def epoch_batches(rng, epoch, num_images, batch_size):
@@ -179,13 +167,16 @@ def device_steps(state, images, indices, weights, first, *, method, lowering, nu
     step_fn = ensemble.over_members(functools.partial(train_step, method=method,
                                                       axis_name=axis_name), lowering)
 
+    positions = local_rows(jnp.broadcast_to(jnp.arange(indices.shape[-1]),
+                                            indices.shape[:1] + indices.shape[2:]), data_shards)
+
     def one(state, t):
         batch = jax.lax.dynamic_index_in_dim(indices, t, 1, keepdims=False)  # [M, B]
         rows = jax.lax.dynamic_index_in_dim(weights, t, 1, keepdims=False)
         step_keys = jax.vmap(lambda key, step: jax.random.fold_in(
             jax.random.fold_in(key, STEP_STREAM), step))(state.rng, state.step)
         return step_fn(state, gather_batch(images, batch, data_shards),
-                       local_rows(rows, data_shards), step_keys)
+                       local_rows(rows, data_shards), positions, step_keys)
 
     if num_steps == 1:  # no loop: XLA:CPU runs convolutions inside loops slowly
         state, metrics = one(state, first)
@@ -209,8 +200,20 @@ def _train_epoch_chunk(state, rows, epoch, *, method, batch_size, plan, layout):
     for first in range(0, indices.shape[1], num_steps):
         state, metrics = step(state, rows.images, indices, weights, jnp.int32(first))
         step_metrics.append(metrics)
-    return state, step_metrics[0] if len(step_metrics) == 1 else ensemble.concatenate(
+    metrics = step_metrics[0] if len(step_metrics) == 1 else ensemble.concatenate(
         step_metrics, 1)
+    if method.after_epoch:
+        state = _after_epoch(state, metrics, jnp.int32(epoch), method=method)
+    return state, metrics
+
+
+@functools.partial(jax.jit, static_argnames="method", donate_argnums=0)
+def _after_epoch(state, metrics, epoch, *, method):
+    """The method's edit of each member's state after an epoch, from its epoch means."""
+    means = jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=1), metrics)
+    keys = jax.vmap(lambda key: jax.random.fold_in(jax.random.fold_in(key, EPOCH_STREAM),
+                                                   epoch))(state.rng)
+    return jax.vmap(method.after_epoch)(state, means, keys)
 
 
 def _members_per_program(plan, layout) -> int:
@@ -237,14 +240,16 @@ def member_step_bytes(state, config, method) -> int:
     one = jax.device_put(sharding.to_host(ensemble.member(state, 0)), jax.local_devices()[0])
     shape = (config.batch_size, config.image_size, config.image_size, config.channels)
     step = jax.jit(functools.partial(train_step, method=method))
-    compiled = step.lower(one, jnp.zeros(shape), jnp.ones(shape[0]), one.rng).compile()
+    compiled = step.lower(one, jnp.zeros(shape), jnp.ones(shape[0]), jnp.arange(shape[0]),
+                          one.rng).compile()
     analysis = compiled.memory_analysis()
     return int(analysis.temp_size_in_bytes + 3 * analysis.argument_size_in_bytes)
 
 
-def device_scores(members, images, *, method, apply_fn, batch_size, with_maps, lowering):
+def device_scores(members, images, *, method, batch_size, with_maps, lowering, data_shards):
     """This device's members' scores of its rows (the per-device program)."""
-    return evaluate.score_images(members, images, method=method, apply_fn=apply_fn,
+    first = jax.lax.axis_index(sharding.DATA) * images.shape[0] if data_shards > 1 else 0
+    return evaluate.score_images(members, images, jnp.int32(first), method=method,
                                  batch_size=batch_size, with_maps=with_maps, lowering=lowering)
 
 
@@ -256,12 +261,13 @@ def score_members(state, rows, *, config, method, plan, layout=None, with_maps=F
         rows = sharding.place_rows(np.asarray(rows), layout)
     score = sharding.distribute(
         device_scores, layout, (sharding.MEMBERS, sharding.ROWS), sharding.MEMBER_ROWS,
-        method=method, apply_fn=state.apply_fn, with_maps=with_maps, lowering=plan.lowering,
+        method=method, with_maps=with_maps, lowering=plan.lowering, data_shards=layout.data,
         batch_size=batching.num_batches(config.eval.batch_size, layout.data))
 
     def score_chunk(state):
-        members = {"variables": {"params": state.params, "batch_stats": state.batch_stats},
-                   "latent_mask": state.latent_mask}
+        members = {"variables": {"params": state.params, "batch_stats": state.batch_stats,
+                                 **state.constants},
+                   "latent_mask": state.latent_mask, "rng": state.rng}
         return score(members, rows.images)
 
     scores = sharding.to_host(ensemble.in_chunks(score_chunk, state,
@@ -320,7 +326,7 @@ def _load_for_run(config, workdir, eval_only):
         run_outputs.prepare_workdir(workdir, config, must_exist=eval_only)
         input_pipeline.prepare(config)
     sharding.barrier("workdir and dataset prepared")
-    method = METHODS[config.method]
+    method = methods.create(config)
     data = input_pipeline.load(config)
     config_checks.check_data(data, config)
     placed = {split: sharding.place_rows(images, layout) for split, images in
@@ -337,6 +343,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     On many processes every process runs this; process 0 writes the outputs.
     """
     start_time = time.time()
+    config = methods.resolve_config(config)
     method, members, layout, data, placed = _load_for_run(config, workdir, eval_only)
     state = sharding.place(create_train_state(config, method, members), layout,
                            sharding.MEMBERS)

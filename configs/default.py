@@ -9,6 +9,8 @@ batch size, architecture and preprocessing are the reference's
 
 import ml_collections
 
+from ae4ad_jax.methods import CONFIG_DEFAULTS, OVERRIDE_DEFAULTS
+
 # The paper's latent-size ablation (Table 1): latent sizes and seeds.
 PAPER_LATENT_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
 PAPER_SEEDS = (0, 1, 2)
@@ -19,7 +21,12 @@ def get_config():
     config.dataset = "phantom"
     config.data_dir = ""  # raw data folder of a real dataset ("" = the dataset's default)
     config.tfds_dir = "~/tensorflow_datasets"  # where prepared datasets are written
+    # One of ae4ad_jax.methods.NAMES (the README's method table). `methods`, when set, runs
+    # each listed method in WORKDIR/<method> and writes WORKDIR/table2.md, taking AE[d_opt]
+    # from the Table 1 run in `table1_workdir`.
     config.method = "ae"
+    config.methods = ()
+    config.table1_workdir = ""
     config.latent_size = 16
     # An ensemble trained together: every (latent size, seed) pair is a member.
     # Empty tuples mean the single member (latent_size, seed).
@@ -43,6 +50,14 @@ def get_config():
         # optimiser state, BatchNorm statistics and the loss stay float32.
         compute_dtype="float32"))
     config.optim = ml_collections.ConfigDict(dict(b1=0.9, b2=0.999, eps=1e-8))
+    # Each method's own settings at the reference's values: vae, memae, ceae, ssim,
+    # perceptual (vgg_weights: the VGG19 .npz the perceptual AE needs), ganomaly, dae.
+    for group, values in CONFIG_DEFAULTS.items():
+        config[group] = ml_collections.ConfigDict(values)
+    # Top-level keys a method sets when it is the one that runs (the DAE: image_size 128,
+    # batch_size 16, as the reference); change or empty them to run it otherwise.
+    config.method_overrides = ml_collections.ConfigDict(
+        {name: dict(values) for name, values in OVERRIDE_DEFAULTS.items()})
     # Latent entropy H(Z) of train-normal, test-normal and test-abnormal codes at every
     # evaluation (ae4ad_jax/entropy.py): any of "gaussian", "knn", "renyi".
     config.entropy_estimators = ("gaussian", "knn")

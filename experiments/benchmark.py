@@ -105,7 +105,7 @@ def _spread(ratios):
 
 def jax_trainer(config, num_members):
     """(run one epoch of FLAGS.steps steps per member, images per epoch, compile s, plan)."""
-    method = methods.METHODS["ae"]
+    method = methods.create(config)
     members = ([{"latent_size": 16, "seed": 0}] if num_members == 1 else
                [{"latent_size": LATENT_SIZES[i % 8], "seed": i // 8} for i in range(num_members)])
     state = train.create_train_state(config, method, members)
@@ -132,7 +132,7 @@ def jax_trainer(config, num_members):
 
 def jax_scorer(config):
     """(score FLAGS.eval_images images, maps included, in one call; images scored)."""
-    method = methods.METHODS["ae"]
+    method = methods.create(config)
     state = train.create_train_state(config, method, [{"latent_size": 16, "seed": 0}])
     plan = execution.plan_execution(config)
     shape = (FLAGS.eval_images, config.image_size, config.image_size, config.channels)
@@ -161,7 +161,7 @@ def matmul_gflops(n=2048, repeats=10):
 
 def forward_flops(config):
     """Floating-point operations of one image's scoring forward pass (XLA's count)."""
-    method = methods.METHODS["ae"]
+    method = methods.create(config)
     state = train.create_train_state(config, method, [{"latent_size": 16, "seed": 0}])
     variables = jax.tree_util.tree_map(
         lambda x: x[0], {"params": state.params, "batch_stats": state.batch_stats})

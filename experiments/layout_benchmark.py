@@ -50,7 +50,7 @@ def _layouts():
 
 def _runners(config, layout):
     """(train FLAGS.steps steps, score FLAGS.eval_images images) on `layout`."""
-    method = methods.METHODS["ae"]
+    method = methods.create(config)
     plan = execution.plan_execution(config)
     state = sharding.place(train.create_train_state(config, method, [
         {"latent_size": 16, "seed": 0}]), layout, sharding.MEMBERS)

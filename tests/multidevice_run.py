@@ -43,7 +43,7 @@ def _config():
 
 
 def _state(config, members):
-    state = train.create_train_state(config, methods.METHODS["ae"], members)
+    state = train.create_train_state(config, methods.create(config), members)
     sgd = optax.sgd(0.05)  # SGD: parameter changes are the gradients themselves
     return state.replace(tx=sgd, opt_state=sgd.init(state.params))
 
@@ -58,7 +58,7 @@ def _train(state, layout, plan, images, epochs):
     rows = sharding.place_rows(images, layout)
     losses = []
     for epoch in epochs:
-        state, metrics = train.train_epoch(state, rows, epoch, method=methods.METHODS["ae"],
+        state, metrics = train.train_epoch(state, rows, epoch, method=methods.create(_config()),
                                            batch_size=BATCH, plan=plan, layout=layout)
         losses.append(sharding.to_host(metrics["loss"]))
     return state, losses
@@ -66,7 +66,7 @@ def _train(state, layout, plan, images, epochs):
 
 def _results(config, state, losses, layout, plan, test_images):
     scores = train.score_members(state, test_images, config=config,
-                                 method=methods.METHODS["ae"], plan=plan, layout=layout)
+                                 method=methods.create(config), plan=plan, layout=layout)
     host = sharding.to_host(state)
     leaves = jax.tree_util.tree_leaves((host.params, host.batch_stats))
     return {"losses": np.concatenate(losses, axis=1), "score": scores["score"],

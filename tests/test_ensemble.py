@@ -9,8 +9,9 @@ import pytest
 
 from ae4ad_jax import ensemble, execution, export, methods, models, report, run_outputs, train
 from ae4ad_jax.errors import UserError
+from configs import test as test_config_module
 
-METHOD = methods.METHODS["ae"]
+METHOD = methods.create(test_config_module.get_config())
 
 
 def _state(config, members):
@@ -94,7 +95,8 @@ def test_mixed_size_member_equals_standalone_model(test_config, images):
     outputs = []
     for state in (ensemble.member(mixed, 0), ensemble.member(alone, 0)):
         outputs.append(state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
-                                      x, train=False, latent_mask=state.latent_mask))
+                                      x, train=False, latent_mask=state.latent_mask,
+                                      row_keys=None))
     np.testing.assert_allclose(outputs[0]["recon"], outputs[1]["recon"], atol=2e-3)
     np.testing.assert_allclose(outputs[0]["z"][:, :2], outputs[1]["z"], atol=2e-3)
     assert np.all(outputs[0]["z"][:, 2:] == 0)

@@ -106,14 +106,24 @@ def test_best_dice_hand_worked():
     assert np.isclose(evaluate.best_dice_reference(scores, targets), 0.8)
 
 
+def _tiny_config(**model):
+    from configs import test
+
+    config = test.get_config()
+    config.model.update(model)
+    return config
+
+
 def test_score_images_scores_each_image_once_with_padding():
     model = models.AutoEncoder(latent_size=3, base_width=4, hidden_width=8)
     variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 1)), train=False)
     stacked = jax.tree_util.tree_map(lambda x: jnp.stack([x, 2 * x]), variables)  # 2 members
-    members = {"variables": stacked, "latent_mask": jnp.ones((2, 3))}
+    members = {"variables": stacked, "latent_mask": jnp.ones((2, 3)),
+               "rng": jnp.zeros((2, 2), jnp.uint32)}
     images = np.random.default_rng(4).integers(0, 256, (11, 32, 32, 1)).astype(np.uint8)
-    out = evaluate.score_images(members, jnp.asarray(images), method=methods.METHODS["ae"],
-                                apply_fn=model.apply, batch_size=4, with_maps=True)
+    method = methods.create(_tiny_config(base_width=4, hidden_width=8))
+    out = evaluate.score_images(members, jnp.asarray(images), method=method, batch_size=4,
+                                with_maps=True)
     assert out["score"].shape == (2, 11) and out["map"].shape == (2, 11, 32, 32)
     x = (images / 255.0 - 0.5) / 0.5
     for m in range(2):

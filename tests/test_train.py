@@ -15,7 +15,7 @@ from ae4ad_jax.errors import UserError
 
 
 def _setup(config, seeds=(0,)):
-    method = methods.METHODS["ae"]
+    method = methods.create(config)
     members = [{"latent_size": config.latent_size, "seed": seed} for seed in seeds]
     return method, train.create_train_state(config, method, members)
 
@@ -59,8 +59,8 @@ def test_padded_batch_equals_unpadded_batch(test_config):
     weights = jnp.asarray([1.0] * 5 + [0.0] * 3)
     step = jax.jit(functools.partial(train.train_step, method=method))
     key = jax.random.PRNGKey(0)
-    plain, plain_metrics = step(state, images, jnp.ones(5), key)
-    masked, masked_metrics = step(state, padded, weights, key)
+    plain, plain_metrics = step(state, images, jnp.ones(5), jnp.arange(5), key)
+    masked, masked_metrics = step(state, padded, weights, jnp.arange(8), key)
     np.testing.assert_allclose(plain_metrics["loss"], masked_metrics["loss"], rtol=1e-6)
     _assert_same_update(state, plain, masked)
 
