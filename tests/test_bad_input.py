@@ -23,6 +23,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("val_fraction", 1.0, r"val_fraction must be in \[0, 1\), got 1.0"),
     ("execution.kernels", "fast", r"execution.kernels must be one of \('auto', 'xla', 'cpu'\)"),
     ("entropy_estimators", ("knn", "shannon"), r"unknown estimators \['shannon'\]"),
+    ("methods", ("ae", "gan"), r"Unknown method 'gan'"),
+    ("method", "ae-perceptual", r"needs ImageNet VGG19 weights.*perceptual.vgg_weights"),
+    ("vae.kl_weight", -1.0, r"vae.kl_weight must be a number in \[0.0, inf\]"),
+    ("ssim.window", 10, r"ssim.window must be odd"),
 ])
 def test_bad_config_values(test_config, tmp_path, key, value, message):
     group, _, name = key.rpartition(".")
@@ -30,6 +34,14 @@ def test_bad_config_values(test_config, tmp_path, key, value, message):
     with pytest.raises(UserError, match=message):
         train.train_and_evaluate(test_config, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()  # rejected before anything was written
+
+
+def test_method_without_a_code_takes_no_latent_axes(test_config, tmp_path):
+    test_config.method = "dae"
+    test_config.latent_sizes = (2, 4)
+    with pytest.raises(UserError, match=r"Method dae has no latent code: leave latent_sizes"):
+        train.train_and_evaluate(test_config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
 
 
 def test_missing_real_dataset_says_where_to_get_it(test_config, tmp_path):
