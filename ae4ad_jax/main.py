@@ -11,7 +11,7 @@ import os
 from absl import app, flags
 from ml_collections import config_flags
 
-from ae4ad_jax import cpu_kernels, distributed, run_outputs, train
+from ae4ad_jax import comparison, cpu_kernels, distributed, run_outputs, train
 from ae4ad_jax.errors import UserError, exit_on_user_error
 
 FLAGS = flags.FLAGS
@@ -37,6 +37,8 @@ def run(config, workdir, eval_only):
             raise UserError("No --config given: name a config file (configs/*.py).")
         config = run_outputs.load_saved_config(workdir)
     distributed.initialize(config.distributed, os.environ)
+    if config.methods:
+        return comparison.run_comparison(config, workdir, eval_only=eval_only)
     return train.train_and_evaluate(config, workdir, eval_only=eval_only)
 
 

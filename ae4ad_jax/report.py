@@ -146,8 +146,32 @@ def _plot(table, series, ylabel, path):
     plt.close(fig)
 
 
+def write_comparison_report(workdirs, out_dir=None) -> str:
+    """One method table per comparison workdir (dataset), all in OUT/methods.md."""
+    from ae4ad_jax import comparison
+
+    tables = [comparison.format_table(*comparison.comparison_table(w)) for w in workdirs]
+    for workdir in workdirs:
+        comparison.write_table(workdir)
+    out_dir = out_dir or workdirs[0]
+    os.makedirs(out_dir, exist_ok=True)
+    markdown = "\n".join(tables)
+    with open(os.path.join(out_dir, "methods.md"), "w") as f:
+        f.write(markdown)
+    return markdown
+
+
 def write_report(workdirs, out_dir=None) -> str:
-    """Writes the table and plots; returns the markdown table."""
+    """Writes the table and plots; returns the markdown table. Method comparisons
+    (workdirs of configs with `methods`) get their method tables instead."""
+    from ae4ad_jax import comparison
+
+    kinds = {comparison.is_comparison(w) for w in workdirs}
+    if kinds == {True}:
+        return write_comparison_report(workdirs, out_dir)
+    if len(kinds) > 1:
+        raise UserError("Give either method-comparison workdirs or single-method workdirs, "
+                        "not both.")
     out_dir = out_dir or os.path.join(workdirs[0], "report")
     os.makedirs(out_dir, exist_ok=True)
     table = aggregate(read_rows(workdirs))

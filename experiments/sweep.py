@@ -76,22 +76,30 @@ class Job:
 
     @property
     def members(self):
-        return len(self.latent_sizes) * len(self.seeds) * len(self.entropy_weights)
+        return max(len(self.latent_sizes), 1) * len(self.seeds) * len(self.entropy_weights)
 
 
 def make_jobs(datasets, methods, latent_sizes, seeds, entropy_weights) -> list[Job]:
+    from ae4ad_jax.methods import FAMILY
+
     unknown = [d for d in datasets if d not in DATASETS]
     if unknown:
         raise UserError(f"Unknown datasets {unknown}: known are {', '.join(DATASETS)}.")
-    return [Job(d, m, tuple(latent_sizes), tuple(seeds), tuple(entropy_weights))
+    unknown = [m for m in methods if m not in FAMILY]
+    if unknown:
+        raise UserError(f"Unknown methods {unknown}: known are {', '.join(FAMILY)}.")
+    # A method without a latent code (the DAE) runs over seeds only.
+    return [Job(d, m, tuple(latent_sizes) if FAMILY[m].has_latent else (), tuple(seeds),
+                tuple(entropy_weights) if FAMILY[m].has_latent else ("0",))
             for d in datasets for m in methods]
 
 
 def job_arguments(job: Job, workdir: str) -> list[str]:
     arguments = [f"--config=configs/{job.dataset}.py", f"--workdir={workdir}",
                  f"--config.method={job.method}",
-                 f"--config.latent_sizes=({','.join(map(str, job.latent_sizes))},)",
                  f"--config.seeds=({','.join(map(str, job.seeds))},)"]
+    if job.latent_sizes:
+        arguments.insert(3, f"--config.latent_sizes=({','.join(map(str, job.latent_sizes))},)")
     if any(float(w) for w in job.entropy_weights):
         arguments.append(f"--config.entropy_weights=({','.join(job.entropy_weights)},)")
     return arguments
@@ -131,15 +139,16 @@ def step_flops(channels: int, latent_size: int, image_size: int = 64, batch: int
     config = default.get_config()
     config.channels, config.image_size, config.latent_size = channels, image_size, latent_size
     config.execution.kernels = "xla"
-    method = methods.METHODS["ae"]
+    method = methods.create(config)
     state = jax.eval_shape(lambda: train.create_train_state(  # shapes only: nothing runs
         config, method, [{"latent_size": latent_size, "seed": 0}]))
     one = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state)
     images = jax.ShapeDtypeStruct((batch, image_size, image_size, channels), jnp.float32)
     step = jax.jit(functools.partial(train.train_step, method=method))
     train_cost = step.lower(one, images, jax.ShapeDtypeStruct((batch,), jnp.float32),
-                            one.rng).cost_analysis()
-    forward = jax.jit(lambda v, x: one.apply_fn(v, x, train=False))
+                            jax.ShapeDtypeStruct((batch,), jnp.int32), one.rng).cost_analysis()
+    forward = jax.jit(lambda v, x: one.apply_fn(v, x, train=False,
+                                                row_keys=jnp.zeros((batch, 2), jnp.uint32)))
     variables = {"params": one.params, "batch_stats": one.batch_stats}
     score_cost = forward.lower(variables, images).cost_analysis()
     return float(train_cost["flops"]), float(score_cost["flops"])
@@ -151,7 +160,7 @@ def job_flops(job: Job, batch: int = 64) -> float:
     evaluations = 1 + epochs // EVAL_EVERY
     scored = (train_images + test_images) / batch * evaluations
     total = 0.0
-    for d in job.latent_sizes:
+    for d in job.latent_sizes or (16,):
         train_step, score_batch = step_flops(channels, int(d))
         total += (steps * train_step + scored * score_batch) * len(job.seeds) * len(
             job.entropy_weights)
@@ -171,7 +180,7 @@ def print_plan(jobs, target, accelerator):
         print(f"  {job.name:14s} {job.members:3d} members  mesh (member, data) = {shape}  "
               f"{flops / 1e15:8.2f} PFLOP  ~{hours * 60:8.2f} min")
     print(f"  total: {len(jobs)} jobs, {total_flops / 1e15:.1f} PFLOP (XLA's count of the "
-          "train steps and scoring)")
+          "AE's train steps and scoring, for every method)")
     at_peak = total_flops / (devices * peak) / 3600
     print(f"  ESTIMATE: {at_peak:.3g} h = {at_peak * chips:.3g} chip-hours at 100% of peak (a "
           f"lower bound); {total_hours:.3g} h = {total_hours * chips:.3g} chip-hours at an "
