@@ -63,6 +63,10 @@ def validate_config(config) -> None:
     _require(not unknown, f"Config key entropy_estimators holds unknown estimators {unknown}: "
              f"known estimators are {', '.join(entropy.ESTIMATORS)}.")
     _check_method_settings(config)
+    _check_rate(config)
+    _require(isinstance(config.entropy_bootstrap, int) and config.entropy_bootstrap >= 0,
+             "Config key entropy_bootstrap must be an integer >= 0 (resamples), got "
+             f"{config.entropy_bootstrap!r}.")
     _one_of(config, "model.compute_dtype", COMPUTE_DTYPES)
     for key, choices in execution.CHOICES.items():
         _one_of(config, f"execution.{key}", choices)
@@ -116,6 +120,33 @@ def _check_method_settings(config) -> None:
             single = config.copy_and_resolve_references()
             single.method = name
             methods.create(single).frozen_variables()  # the weights file exists and fits
+
+
+def _check_rate(config) -> None:
+    """The learned rate's settings, and that the method's code can be quantised."""
+    weights = tuple(config.rate_weights) + (config.rate_weight,)
+    _require(all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w)
+                 and w >= 0 for w in weights),
+             f"Config keys rate_weight/rate_weights must be finite numbers >= 0, got "
+             f"{weights!r}.")
+    _require(len(set(config.rate_weights)) == len(config.rate_weights),
+             f"Config key rate_weights must hold distinct values, got {config.rate_weights!r}.")
+    if not config.rate.enabled:
+        _require(not config.rate_weights and config.rate_weight == 0,
+                 "Config keys rate_weight/rate_weights need the learned rate: set "
+                 "--config.rate.enabled=True.")
+        return
+    _number(config, "rate.step", 1e-6)
+    _number(config, "rate.init_scale", 1e-6)
+    _number(config, "rate.learning_rate", 1e-12)
+    filters = tuple(config.rate.filters)
+    _require(len(filters) > 0 and all(isinstance(f, int) and not isinstance(f, bool)
+                                      and f >= 1 for f in filters),
+             f"Config key rate.filters must be a tuple of positive integers, got {filters!r}.")
+    for name in (config.method,) + tuple(config.methods):
+        _require(name in methods.RATE_METHODS,
+                 f"Method {name} has no plain latent code to quantise: rate.enabled works "
+                 f"with {', '.join(methods.RATE_METHODS)}.")
 
 
 def check_data(data, config) -> None:

@@ -14,23 +14,28 @@ import itertools
 import jax
 import jax.numpy as jnp
 
-from ae4ad_jax.models import LATENT_IN, LATENT_OUT, MEMORY
+from ae4ad_jax.models import LATENT_IN, LATENT_OUT, LATENT_UNITS, MEMORY
 
 
 def members_from_config(config) -> list[dict]:
-    """The grid latent_sizes x seeds x entropy_weights; an empty axis is its single value.
+    """The grid latent_sizes x seeds x entropy_weights x rate_weights; an empty axis is
+    its single value.
 
-    `entropy_weight` appears in a member only when the run sweeps or sets it.
+    `entropy_weight` appears in a member only when the run sweeps or sets it,
+    `rate_weight` whenever the learned rate is on.
     """
     latent_sizes = tuple(config.latent_sizes) or (config.latent_size,)
     seeds = tuple(config.seeds) or (config.seed,)
     weights = tuple(config.entropy_weights) or (config.entropy_weight,)
     with_weight = bool(config.entropy_weights) or config.entropy_weight != 0
+    rates = tuple(config.rate_weights) or (config.rate_weight,)
     members = []
-    for d, s, weight in itertools.product(latent_sizes, seeds, weights):
+    for d, s, weight, rate in itertools.product(latent_sizes, seeds, weights, rates):
         member = {"latent_size": int(d), "seed": int(s)}
         if with_weight:
             member["entropy_weight"] = float(weight)
+        if config.rate.enabled:
+            member["rate_weight"] = float(rate)
         members.append(member)
     return members
 
@@ -43,14 +48,15 @@ def latent_mask(latent_size: int, width: int):
 def resize_latent(tree, size: int):
     """Pads with zeros (or cuts) the latent axis of a params-shaped tree to `size`.
 
-    Works on params and on anything with their structure (Adam moments): the
-    output axis of every `to_latent*` layer, the input axis of every `from_latent*`
-    kernel and the code axis of MemAE's memory.
+    Works on params, batch statistics and anything with their structure (Adam
+    moments): the output axis of every `to_latent*` layer, the input axis of every
+    `from_latent*` kernel, the code axis of MemAE's memory and the last axis of every
+    variable of a `latent_units*` module (the latent normaliser, the rate's density).
     """
 
     def fit(path, leaf):
         names = [str(getattr(key, "key", "")) for key in path]
-        if any(n.startswith(LATENT_OUT) for n in names) or names[-1] == MEMORY:
+        if any(n.startswith((LATENT_OUT, LATENT_UNITS)) for n in names) or names[-1] == MEMORY:
             axis = leaf.ndim - 1
         elif any(n.startswith(LATENT_IN) for n in names) and names[-1] == "kernel":
             axis = leaf.ndim - 2

@@ -47,8 +47,9 @@ def _score_batch(method, member, images, positions, with_maps):
     maps, scores, outputs = method.score(forward, images, methods.row_keys(stream, positions),
                                          member["latent_mask"])
     result = {"score": scores, "mse": methods.per_image_mse(outputs["recon"], images)}
-    if method.has_latent:
-        result["z"] = outputs["z"]
+    for key in ("z", "z_norm", "bits"):  # the code, standardised, its rate in bits
+        if method.has_latent and key in outputs:
+            result[key] = outputs[key]
     if with_maps and maps is not None:
         result["map"] = maps
     return result
@@ -138,33 +139,56 @@ def pixel_metrics(maps, masks):
     }
 
 
-def entropy_metrics(latents: dict, latent_size: int, estimators) -> dict:
-    """H(Z) of each named set of latents ([N, ..., max(d)], cut to the member's d).
+ENTROPY_PREFIXES = {"z": "entropy", "z_norm": "entropy_norm"}  # raw code, standardised
+BOOTSTRAP_SEED = 0
+
+
+def entropy_metrics(latents: dict, latent_size: int, estimators, bootstrap=0,
+                    prefix="entropy") -> dict:
+    """H(Z) of each named set of latents ([N, ..., max(d)], cut to the member's d):
+    `{prefix}_{estimator}_{set}` with `_low` and `_high`, the 95% bootstrap interval of
+    `bootstrap` resamples, and `_in_range`: 1 when (d, N) lies in the range where the
+    known-answer tests validate the estimator (`entropy.in_validated_range`), else 0.
 
     A set too small for an estimator (k-NN needs k + 1 vectors) gets no value.
     """
     row = {}
+    key = jax.random.PRNGKey(BOOTSTRAP_SEED)
     for name, z in latents.items():
         z = np.asarray(z)[..., :latent_size].reshape(len(z), -1)
         for estimator in estimators:
             try:
-                row[f"entropy_{estimator}_{name}"] = float(entropy.estimate_entropy(z, estimator))
+                value, low, high = entropy.estimate_with_interval(z, estimator, bootstrap, key)
             except UserError:
                 continue
+            field = f"{prefix}_{estimator}_{name}"
+            row[field] = value
+            if bootstrap:
+                row[f"{field}_low"], row[f"{field}_high"] = low, high
+            row[f"{field}_in_range"] = int(entropy.in_validated_range(estimator, *z.shape[::-1]))
     return row
 
 
-def compute_metrics(test, train, labels, masks, latent_size, estimators=()):
-    """One member's metrics row from its scored splits (host numpy arrays)."""
+def compute_metrics(test, train, labels, masks, latent_size, estimators=(), bootstrap=0):
+    """One member's metrics row from its scored splits (host numpy arrays): image and
+    pixel metrics, reconstruction errors, and, for methods with a code, entropies of the
+    raw and the standardised code and the learned rate (bits per image)."""
     row = image_metrics(test["score"], labels)
     row["recon_error_train_normal"] = float(np.mean(train["mse"]))
     row["recon_error_test_normal"] = float(np.mean(test["mse"][labels == 0]))
     row["recon_error_test_abnormal"] = float(np.mean(test["mse"][labels == 1]))
     if masks is not None and "map" in test:
         row.update(pixel_metrics(test["map"], masks))
-    if "z" in test:
-        row.update(entropy_metrics({"train_normal": train["z"],
-                                    "test_normal": test["z"][labels == 0],
-                                    "test_abnormal": test["z"][labels == 1]}, latent_size,
-                                   estimators))
+    for code, prefix in ENTROPY_PREFIXES.items():
+        if code in test:
+            row.update(entropy_metrics(_sets(train, test, labels, code), latent_size,
+                                       estimators, bootstrap, prefix))
+    if "bits" in test:
+        row.update({f"rate_bits_{name}": float(np.mean(bits))
+                    for name, bits in _sets(train, test, labels, "bits").items()})
     return row
+
+
+def _sets(train, test, labels, key):
+    return {"train_normal": train[key], "test_normal": test[key][labels == 0],
+            "test_abnormal": test[key][labels == 1]}

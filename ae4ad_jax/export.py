@@ -34,11 +34,15 @@ def export_member(workdir: str, index: int, out_dir: str) -> dict:
     standalone = config.copy_and_resolve_references()
     standalone.latent_size, standalone.seed = member["latent_size"], member["seed"]
     standalone.latent_sizes, standalone.seeds = (), ()
+    standalone.entropy_weight = member.get("entropy_weight", 0.0)
+    standalone.rate_weight = member.get("rate_weight", 0.0)
+    standalone.entropy_weights, standalone.rate_weights = (), ()
     target = train.create_train_state(standalone, method, [member])
     chosen = ensemble.member(state, index, keep_axis=True)
     size = member["latent_size"]
     exported = target.replace(
-        step=chosen.step, rng=chosen.rng, batch_stats=chosen.batch_stats,
+        step=chosen.step, rng=chosen.rng,
+        batch_stats=ensemble.resize_latent(chosen.batch_stats, size),
         params=ensemble.resize_latent(chosen.params, size),
         opt_state=ensemble.resize_latent(chosen.opt_state, size))
     run_outputs.prepare_workdir(out_dir, standalone)

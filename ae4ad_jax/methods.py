@@ -80,6 +80,9 @@ class Settings:
     adversarial_weight: float = 1.0
     reconstruction_weight: float = 50.0
     encoding_weight: float = 1.0
+    rate_step: float = 0.0  # 0: no quantisation, no learned rate
+    rate_filters: tuple = (3, 3, 3)
+    rate_init_scale: float = 10.0
 
 
 def resolve_config(config):
@@ -121,7 +124,9 @@ def settings_from_config(config) -> Settings:
         vgg_weights=config.perceptual.vgg_weights,
         adversarial_weight=config.ganomaly.adversarial_weight,
         reconstruction_weight=config.ganomaly.reconstruction_weight,
-        encoding_weight=config.ganomaly.encoding_weight)
+        encoding_weight=config.ganomaly.encoding_weight,
+        rate_step=float(config.rate.step) if config.rate.enabled else 0.0,
+        rate_filters=tuple(config.rate.filters), rate_init_scale=float(config.rate.init_scale))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +167,7 @@ class Batch:
     row_keys: jax.Array
     latent_mask: jax.Array
     entropy_weight: jax.Array
+    rate_weight: jax.Array
     axis_name: str | None = None
 
     def total(self, value):
@@ -202,6 +208,11 @@ def objective(method, outputs, images, batch: Batch):
               **{name: batch.mean(values) for name, values in aux.items()}}
     if not method.has_latent:
         return reconstruction, shares, {}
+    share = reconstruction
+    if "bits" in outputs:  # the rate: the encoder pays lambda per bit, the density fits
+        shares["rate_bits"] = batch.mean(outputs["bits"])
+        share = share + batch.mean(batch.rate_weight * outputs["bits"]
+                                   + outputs["density_bits"])
     z, weights = outputs["z"], batch.weights
     if batch.axis_name is not None:  # every device computes the entropy of the whole batch
         z = jax.lax.all_gather(z, batch.axis_name, tiled=True)
@@ -209,7 +220,7 @@ def objective(method, outputs, images, batch: Batch):
     latent_entropy = entropy.batch_renyi2(z, weights, batch.latent_mask)
     # Each device's copy of the entropy term sends gradients to every device's codes
     # (all_gather's transpose sums them), hence the 1 / shards.
-    share = reconstruction + batch.entropy_weight * latent_entropy / batch.shards
+    share = share + batch.entropy_weight * latent_entropy / batch.shards
     return share, shares, {"latent_entropy": latent_entropy}
 
 
@@ -436,7 +447,9 @@ def _autoencoder(s, latent_size, axis_name, **variant):
         latent_size=latent_size, channels=s.channels, base_width=s.base_width,
         expansion=s.expansion, hidden_width=s.hidden_width, encoder_depth=s.encoder_depth,
         decoder_depth=s.decoder_depth, memory_slots=s.memory_slots,
-        shrink_threshold=s.shrink_threshold, axis_name=axis_name, kernels=s.kernels,
+        shrink_threshold=s.shrink_threshold, rate_step=s.rate_step,
+        rate_filters=s.rate_filters, rate_init_scale=s.rate_init_scale,
+        axis_name=axis_name, kernels=s.kernels,
         dtype=jnp.dtype(s.dtype), **{"spatial": s.spatial, **variant})
 
 
@@ -522,6 +535,10 @@ FAMILY = {method.name: method for method in (
 )}
 NAMES = tuple(FAMILY)
 TABLE2 = ("ae", "vae", "memae", "ceae")  # the paper's Table 2
+# The methods whose code can be quantised with a learned rate (`rate.enabled`): the AE
+# and the variants that keep its plain latent code.
+RATE_METHODS = ("ae", "ae-l1", "ae-ssim", "ae-perceptual", "ae-spatial", "ae-grad",
+                "constrained-ae", "ceae", "aeu")
 
 
 @functools.lru_cache(maxsize=64)

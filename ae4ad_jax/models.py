@@ -14,12 +14,15 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ae4ad_jax.kernels import BN_EPSILON, XLA, Kernels, convolve
+from ae4ad_jax import rate
+from ae4ad_jax.kernels import BN_EPSILON, XLA, Kernels, batch_norm_statistics, convolve
 
 BN_MOMENTUM = 0.9  # Flax convention: running = m * running + (1 - m) * batch (torch: 0.1)
 DOWNSAMPLE_FACTOR = 16  # four stride-2 blocks: image sizes are multiples of this
-# The layers whose shapes depend on d (by name prefix), and MemAE's memory [slots, d].
+# The layers whose shapes depend on d (by name prefix), and MemAE's memory [slots, d];
+# every variable of a LATENT_UNITS module has the latent unit as its last axis.
 LATENT_OUT, LATENT_IN, MEMORY = "to_latent", "from_latent", "memory"
+LATENT_UNITS = "latent_units"
 
 
 def torch_kernel_init(in_axis=-2, out_axis=-1):
@@ -109,6 +112,51 @@ class BatchNorm(nn.Module):
         return y
 
 
+LATENT_NORM_FLOOR = 1e-5  # of the mean variance of the active units
+
+
+class LatentNorm(nn.Module):
+    """Standardises each latent unit of z [B, ..., d] by its running statistics (no
+    parameters; BatchNorm's momentum), in training and at evaluation alike, so the code
+    a decoder and a rate model are trained on is the code they get at evaluation. In
+    training the running statistics first take in the batch's (padding rows out, pooled
+    over `axis_name`), and gradients flow as through a BatchNorm (batch
+    renormalisation, Ioffe 2017): a unit cannot lower its normalised spread by shrinking.
+    The variance floor is relative (LATENT_NORM_FLOOR times the mean variance of the
+    active units), so the output does not change when z is scaled by any factor; a unit
+    far quieter than the others reads as (nearly) off."""
+
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, z, train: bool, mask=None, latent_mask=None):
+        units = z.shape[-1]
+        running_mean = self.variable("batch_stats", "mean", jnp.zeros, (units,), jnp.float32)
+        running_var = self.variable("batch_stats", "var", jnp.ones, (units,), jnp.float32)
+        active = jnp.ones((units,)) if latent_mask is None else latent_mask.astype(jnp.float32)
+
+        def spread(var):  # the standard deviation with the relative floor
+            floor = LATENT_NORM_FLOOR * jnp.sum(var * active) / jnp.maximum(jnp.sum(active), 1.)
+            return jnp.sqrt(var + floor + 1e-30)
+
+        zf = z.astype(jnp.float32)
+        mean, var = running_mean.value, running_var.value
+        if not train:
+            return ((zf - mean) / spread(var)).astype(z.dtype)
+        weights = (jnp.ones(z.shape[:1]) if mask is None else mask).astype(jnp.float32)
+        _, batch_mean, batch_var, count = batch_norm_statistics(zf, weights, 1.0, 0.0,
+                                                                self.axis_name)
+        unbiased = batch_var * count / jnp.maximum(count - 1.0, 1.0)
+        mean = BN_MOMENTUM * mean + (1 - BN_MOMENTUM) * lax.stop_gradient(batch_mean)
+        var = BN_MOMENTUM * var + (1 - BN_MOMENTUM) * lax.stop_gradient(unbiased)
+        if not self.is_initializing() and self.is_mutable_collection("batch_stats"):
+            running_mean.value, running_var.value = mean, var
+        batch_spread = spread(batch_var)
+        scale = lax.stop_gradient(batch_spread / spread(var))
+        shift = lax.stop_gradient((batch_mean - mean) / spread(var))
+        return ((zf - batch_mean) / batch_spread * scale + shift).astype(z.dtype)
+
+
 class ConvBlock(nn.Module):
     """The reference's BasicBlock: a resampling conv and depth - 1 extra 3x3 convs, after
     the strided conv (down) or before the transposed one (up). `last` drops BN and ReLU."""
@@ -175,9 +223,19 @@ def gaussian_noise(row_keys, width: int):
 
 class Bottleneck(nn.Module):
     """Fully connected (1x1 convs if `spatial`) bottleneck; returns (features, code), code a
-    dict with `z` and what the `latent` kind adds: "plain" (the AE), "gaussian" (the VAE:
-    `mu` and `log_var`, z sampled with one key per row), "memory" (MemAE: `z_hat`, `att`).
-    `latent_mask` ([d], 1 for active units) zeroes an ensemble member's units beyond its d."""
+    dict with `z`, its normalised form `z_norm` and what the `latent` kind adds: "plain"
+    (the AE), "gaussian" (the VAE: `mu` and `log_var`, z sampled with one key per row),
+    "memory" (MemAE: `z_hat`, `att`). `latent_mask` ([d], 1 for active units) zeroes an
+    ensemble member's units beyond its d.
+
+    `z_norm` is z standardised per unit (`LatentNorm`: batch statistics in training,
+    running statistics at evaluation): its scale is fixed by the model, not by the
+    free scale of z, so entropies measured on it compare across members. Unless `rate_step`
+    is set it only observes: the decoder reads z, as in the reference. With
+    `rate_step` (plain latent only) the decoder reads z_norm quantised with that step
+    (`rate.py`), and the code adds `bits` [B], its rate under the learned density
+    (gradients to the encoder only), and `density_bits` (the same value, gradients to
+    the density only)."""
 
     latent_size: int
     hidden_width: int = 1024
@@ -185,6 +243,9 @@ class Bottleneck(nn.Module):
     latent: str = "plain"
     memory_slots: int = 25
     shrink_threshold: float = 0.0025
+    rate_step: float = 0.0
+    rate_filters: tuple = (3, 3, 3)
+    rate_init_scale: float = 10.0
     axis_name: str | None = None
     kernels: Kernels = XLA
 
@@ -203,7 +264,8 @@ class Bottleneck(nn.Module):
         x = x if self.spatial else x.reshape(shape[0], -1)
         h = bn_relu(layer(self.hidden_width, "encode_hidden")(x))
         z = masked(layer(self.latent_size, LATENT_OUT)(h))
-        code = {"z": z}
+        normalise = LatentNorm(self.axis_name, name=LATENT_UNITS + "_norm")
+        code = {"z": z, "z_norm": masked(normalise(z, train, mask, latent_mask))}
         if self.latent == "gaussian":
             log_var = masked(layer(self.latent_size, LATENT_OUT + "_log_var")(h))
             if row_keys is None:
@@ -215,14 +277,31 @@ class Bottleneck(nn.Module):
             z_hat, attention = Memory(self.memory_slots, self.shrink_threshold)(z)
             code.update(z_hat=masked(z_hat), att=attention)
             z = code["z_hat"]
+        elif self.rate_step > 0:
+            z = masked(self._quantise(code, train, row_keys, masked))
         h = bn_relu(layer(self.hidden_width, LATENT_IN)(z))
         return layer(x.shape[-1], "decode_features")(h).reshape(shape), code
+
+    def _quantise(self, code, train, row_keys, masked):
+        """The quantised normalised code (in z_norm's units); adds the rates to `code`."""
+        q = rate.quantise(code["z_norm"] / self.rate_step, train, row_keys)  # in steps
+        density = rate.FactorizedDensity(self.rate_filters, self.rate_init_scale,
+                                         name=LATENT_UNITS + "_rate")
+
+        def per_row(bits):
+            return jnp.sum(masked(bits).reshape(bits.shape[0], -1), axis=1)
+
+        code["bits"] = per_row(density(q, stop_params=True))
+        code["density_bits"] = per_row(density(lax.stop_gradient(q)))
+        code["z_quantised"] = masked(q * self.rate_step)
+        return code["z_quantised"]
 
 
 class AutoEncoder(nn.Module):
     """The benchmark's AE and the variants that change only its bottleneck or its output.
 
-    Returns `{'recon': [B, H, W, C], 'z': [B, d] (or [B, h, w, d])}` and, by variant:
+    Returns `{'recon': [B, H, W, C], 'z': [B, d] (or [B, h, w, d]), 'z_norm'}` (z
+    standardised, see `Bottleneck`; with `rate_step` also the rates) and, by variant:
     `latent` "gaussian" (VAE) or "memory" (MemAE) adds that code's parts; `log_variance`
     (AE-U) doubles the last block's channels into `recon` and a per-pixel `log_var`;
     `reencode` (Constrained AE) adds, in training, `z_rec`: the code of the
@@ -243,6 +322,9 @@ class AutoEncoder(nn.Module):
     shrink_threshold: float = 0.0025
     log_variance: bool = False
     reencode: bool = False
+    rate_step: float = 0.0  # > 0: the decoder reads the quantised code, `bits` is its rate
+    rate_filters: tuple = (3, 3, 3)
+    rate_init_scale: float = 10.0
     axis_name: str | None = None
     kernels: Kernels = XLA
     dtype: Any = jnp.float32  # of activations; parameters and outputs stay float32
@@ -257,7 +339,8 @@ class AutoEncoder(nn.Module):
         encoder = [ConvBlock(f, self.encoder_depth, **block)
                    for f in (width, 2 * width, 4 * width, 4 * width)]
         bottleneck = Bottleneck(self.latent_size, self.hidden_width, self.spatial, self.latent,
-                                self.memory_slots, self.shrink_threshold, **block)
+                                self.memory_slots, self.shrink_threshold, self.rate_step,
+                                self.rate_filters, self.rate_init_scale, **block)
 
         def encode(y):
             for layer in encoder:

@@ -25,7 +25,7 @@ CONFIG_FILE = "config.json"
 # evaluated, where data lives, and how the program is compiled and computed. Any
 # other change makes the workdir's checkpoints belong to a different experiment.
 RESUMABLE_KEYS = ("num_epochs", "eval_every_epochs", "checkpoint_every_epochs", "eval.",
-                  "entropy_estimators", "data_dir", "tfds_dir", "execution.",
+                  "entropy_estimators", "entropy_bootstrap", "data_dir", "tfds_dir", "execution.",
                   "model.compute_dtype", "parallelism", "mesh_shape", "distributed.")
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -48,7 +48,11 @@ def _with_later_defaults(saved: dict) -> dict:
 
     saved = dict(saved)
     for key, value in (("parallelism", "mesh"), ("mesh_shape", ()), ("methods", ()),
-                       ("table1_workdir", ""), ("method_overrides", methods.OVERRIDE_DEFAULTS),
+                       ("table1_workdir", ""), ("entropy_bootstrap", 0),
+                       ("rate", {"enabled": False, "step": 0.5, "filters": [3, 3, 3],
+                                 "init_scale": 10.0, "learning_rate": 1e-2}),
+                       ("rate_weight", 0.0), ("rate_weights", []),
+                       ("method_overrides", methods.OVERRIDE_DEFAULTS),
                        ("distributed", {"initialize": "auto", "coordinator_address": "",
                                         "num_processes": 0, "process_id": -1,
                                         "initialization_timeout_s": 300}),

@@ -30,6 +30,7 @@ from ae4ad_jax import (
     execution,
     input_pipeline,
     methods,
+    models,
     report,
     run_outputs,
     sharding,
@@ -45,12 +46,27 @@ class TrainState(train_state.TrainState):
     rng: jax.Array  # the member's raw uint32[2] key
     latent_mask: jax.Array  # [max(d)]: 1 for the member's own latent units
     entropy_weight: jax.Array  # lambda of the latent-entropy term of the loss
+    rate_weight: jax.Array  # lambda of the rate term (bits per image) of the loss
     constants: Any  # frozen variable collections of the method (not trained, not saved)
 
 
 def create_optimizer(config) -> optax.GradientTransformation:
+    """The reference's Adam; with the learned rate on, the rate's density model has its own
+    learning rate (`rate.learning_rate`: it must fit within a short schedule)."""
     o = config.optim
-    return optax.adam(config.learning_rate, b1=o.b1, b2=o.b2, eps=o.eps)
+    adam = optax.adam(config.learning_rate, b1=o.b1, b2=o.b2, eps=o.eps)
+    if not config.rate.enabled:
+        return adam
+    density = optax.adam(config.rate.learning_rate, b1=o.b1, b2=o.b2, eps=o.eps)
+    return optax.multi_transform({"model": adam, "density": density}, _density_labels)
+
+
+def _density_labels(params):
+    def label(path, _):
+        names = [str(getattr(key, "key", "")) for key in path]
+        return "density" if models.LATENT_UNITS + "_rate" in names else "model"
+
+    return jax.tree_util.tree_map_with_path(label, params)
 
 
 @functools.cache
@@ -77,9 +93,11 @@ def create_train_state(config, method, members) -> TrainState:
         params, batch_stats, key = _init_fn(standalone, shape)(jax.random.PRNGKey(m["seed"]))
         states.append(TrainState.create(
             apply_fn=model.apply, params=ensemble.resize_latent(params, width), tx=tx,
-            batch_stats=batch_stats, rng=key, constants=constants,
+            batch_stats=ensemble.resize_latent(batch_stats, width), rng=key,
+            constants=constants,
             latent_mask=ensemble.latent_mask(m["latent_size"], width),
-            entropy_weight=jnp.float32(m.get("entropy_weight", 0.0))))
+            entropy_weight=jnp.float32(m.get("entropy_weight", 0.0)),
+            rate_weight=jnp.float32(m.get("rate_weight", 0.0))))
     return ensemble.stack(states)
 
 
@@ -94,7 +112,7 @@ def train_step(state: TrainState, images, weights, positions, rng, *, method, ax
     and gradients are summed across devices.
     """
     batch = methods.Batch(weights, rng, methods.row_keys(rng, positions), state.latent_mask,
-                          state.entropy_weight, axis_name)
+                          state.entropy_weight, state.rate_weight, axis_name)
     inputs = method.corrupt(method.settings, images, batch) if method.corrupt else images
     model = method.create_model(state.latent_mask.shape[-1], axis_name)
 
@@ -114,6 +132,8 @@ def train_step(state: TrainState, images, weights, positions, rng, *, method, ax
     loss = shares["reconstruction_loss"]
     if "latent_entropy" in terms:
         loss = loss + state.entropy_weight * terms["latent_entropy"]
+    if "rate_bits" in shares:
+        loss = loss + state.rate_weight * shares["rate_bits"]
     return state, {"loss": loss, **shares, **terms}
 
 
@@ -286,9 +306,12 @@ def evaluate_members(state, members, data, placed, config, method, plan, layout)
     for m, member in enumerate(members):
         row = evaluate.compute_metrics(ensemble.member(test, m), ensemble.member(train, m),
                                        data.test_labels, data.test_masks,
-                                       member["latent_size"], tuple(config.entropy_estimators))
+                                       member["latent_size"], tuple(config.entropy_estimators),
+                                       config.entropy_bootstrap)
         if val is not None:
             row["recon_error_val_normal"] = float(val["mse"][m].mean())
+            if "bits" in val:
+                row["rate_bits_val_normal"] = float(val["bits"][m].mean())
         rows.append(row)
     return rows
 

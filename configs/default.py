@@ -65,6 +65,18 @@ def get_config():
     # the batch's latent codes). entropy_weights, when set, is an ensemble axis.
     config.entropy_weight = 0.0
     config.entropy_weights = ()
+    # Bootstrap resamples behind each entropy estimate's 95% interval (0: no intervals).
+    config.entropy_bootstrap = 50
+    # A learned rate (ae4ad_jax/rate.py): with rate.enabled the decoder reads the latent
+    # code standardised per unit and quantised with step rate.step (in standard
+    # deviations), and every evaluation reports the code's rate in bits per image under a
+    # learned factorised density (hidden widths rate.filters, its own Adam learning rate).
+    # Rate-distortion training: loss = reconstruction + rate_weight * bits; rate_weights,
+    # when set, is an ensemble axis.
+    config.rate = ml_collections.ConfigDict(dict(enabled=False, step=0.5, filters=(3, 3, 3),
+                                                 init_scale=10.0, learning_rate=1e-2))
+    config.rate_weight = 0.0
+    config.rate_weights = ()
     # Scoring batch (it does not change the scores) and examples per class in examples.png.
     config.eval = ml_collections.ConfigDict(dict(batch_size=64, num_examples=4))
     config.phantom = ml_collections.ConfigDict(dict(
