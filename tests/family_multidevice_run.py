@@ -4,7 +4,8 @@
     XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/family_multidevice_run.py \
         OUT METHOD [METHOD ...]
 
-Members: d = 2 seed 0 and d = 4 seed 1 (the ensemble pads d = 2 to 4). 22 images in
+METHOD "ae+rate" is the AE with the learned rate on (members with rate weights 0.01 and
+0.1). Members: d = 2 seed 0 and d = 4 seed 1 (the ensemble pads d = 2 to 4). 22 images in
 batches of 8, 2 epochs: the last batch has 6 real rows, so on the mesh one data shard
 holds only padding. Writes OUT/<method>_<run>.npz (losses [steps], the member's
 parameters and BatchNorm statistics cut to its own d, test scores).
@@ -27,10 +28,21 @@ MEMBERS = [{"latent_size": 2, "seed": 0}, {"latent_size": 4, "seed": 1}]
 LEARNING_RATES = {"ganomaly": 0.001, "constrained-ae": 0.001}
 
 
+RATE_SUFFIX, RATE_WEIGHTS = "+rate", (0.01, 0.1)
+
+
+def _members(name):
+    if not name.endswith(RATE_SUFFIX):
+        return MEMBERS
+    return [dict(m, rate_weight=w) for m, w in zip(MEMBERS, RATE_WEIGHTS, strict=True)]
+
+
 def _config(name):
     from configs import default
 
     config = default.get_config()
+    config.rate.enabled = name.endswith(RATE_SUFFIX)
+    name = name.removesuffix(RATE_SUFFIX)
     config.method, config.image_size, config.batch_size = name, 16, BATCH
     config.model.update(base_width=4, hidden_width=16)
     config.dae.update(depth=2, width_log2=2)
@@ -104,10 +116,11 @@ def main(out, names):
     for name in names:
         config = _config(name)
         config.perceptual.vgg_weights = _random_vgg_file(out) if name == "ae-perceptual" else ""
-        for m, member in enumerate(MEMBERS):
+        members = _members(name)
+        for m, member in enumerate(members):
             [alone] = _run(config, [member], _layout((1, 1), "none"), images, test_images)
             np.savez(os.path.join(out, f"{name}_alone{m}.npz"), **alone)
-        for m, result in enumerate(_run(config, MEMBERS, _layout((2, 4), "mesh"), images,
+        for m, result in enumerate(_run(config, members, _layout((2, 4), "mesh"), images,
                                         test_images)):
             np.savez(os.path.join(out, f"{name}_mesh{m}.npz"), **result)
         print(name, "done", flush=True)

@@ -27,6 +27,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("method", "ae-perceptual", r"needs ImageNet VGG19 weights.*perceptual.vgg_weights"),
     ("vae.kl_weight", -1.0, r"vae.kl_weight must be a number in \[0.0, inf\]"),
     ("ssim.window", 10, r"ssim.window must be odd"),
+    ("rate_weights", (0.0, 0.1), r"rate_weight/rate_weights need the learned rate: set "
+                                 r"--config.rate.enabled=True"),
+    ("entropy_bootstrap", -1, r"entropy_bootstrap must be an integer >= 0"),
 ])
 def test_bad_config_values(test_config, tmp_path, key, value, message):
     group, _, name = key.rpartition(".")
@@ -40,6 +43,24 @@ def test_method_without_a_code_takes_no_latent_axes(test_config, tmp_path):
     test_config.method = "dae"
     test_config.latent_sizes = (2, 4)
     with pytest.raises(UserError, match=r"Method dae has no latent code: leave latent_sizes"):
+        train.train_and_evaluate(test_config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("settings,message", [
+    ({"method": "vae"}, r"Method vae has no plain latent code to quantise: rate.enabled works "
+                        r"with ae, "),
+    ({"rate.step": 0.0}, r"rate.step must be a number in \[1e-06, inf\], got 0.0"),
+    ({"rate_weights": (0.0, -1.0)}, r"rate_weight/rate_weights must be finite numbers >= 0"),
+    ({"rate_weights": (0.1, 0.1)}, r"rate_weights must hold distinct values"),
+    ({"rate.filters": (3, 0)}, r"rate.filters must be a tuple of positive integers"),
+])
+def test_bad_rate_settings(test_config, tmp_path, settings, message):
+    test_config.rate.enabled = True
+    for key, value in settings.items():
+        group, _, name = key.rpartition(".")
+        (test_config[group] if group else test_config)[name] = value
+    with pytest.raises(UserError, match=message):
         train.train_and_evaluate(test_config, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
 

@@ -108,3 +108,40 @@ def test_batch_renyi2_ignores_padding_rows_units_and_scale():
                - value) < 1e-4
     grad = jax.grad(lambda x: entropy.batch_renyi2(x, weights, active))(jnp.ones((48, 5)))
     assert np.all(np.isfinite(grad))
+
+
+# (estimator, d, N) inside and outside the validated range of `in_validated_range`.
+IN_RANGE = [("gaussian", 16, 250), ("gaussian", 128, 512), ("knn", 4, 1500), ("knn", 8, 250)]
+OUT_OF_RANGE = [("gaussian", 128, 256), ("knn", 16, 1500), ("knn", 32, 1500)]
+
+
+@pytest.mark.parametrize("estimator,d,n", IN_RANGE + OUT_OF_RANGE)
+def test_validated_range_is_where_the_estimate_is_within_tolerance(estimator, d, n):
+    z, _, true = _gaussian(d, n=n, seed=3)
+    error = abs(float(entropy.estimate_entropy(z, estimator)) - true)
+    inside = entropy.in_validated_range(estimator, d, n)
+    assert inside == ((estimator, d, n) in IN_RANGE)
+    assert (error < entropy.validated_tolerance(d)) == inside, (error, d, n)
+
+
+@pytest.mark.parametrize("estimator", ["gaussian", "knn", "renyi"])
+def test_bootstrap_interval_matches_the_spread_of_independent_samples(estimator):
+    """The 95% bootstrap interval of one sample is about as wide as the middle 95% of
+    the estimates of independent samples of the same law."""
+    import jax
+
+    d, n = 4, 400
+    _, cov, _ = _gaussian(d, n=2)
+
+    def sample(seed):
+        rng = np.random.default_rng(seed)
+        return rng.multivariate_normal(np.zeros(d), cov, size=n).astype(np.float32)
+
+    estimates = [float(entropy.estimate_entropy(sample(s), estimator)) for s in range(40)]
+    spread = np.subtract(*np.percentile(estimates, [97.5, 2.5]))
+    z = sample(100)
+    value, low, high = entropy.estimate_with_interval(z, estimator, 200,
+                                                      jax.random.PRNGKey(0))
+    assert low < value < high
+    assert 0.5 < (high - low) / spread < 2.0, (high - low, spread)
+    assert entropy.estimate_with_interval(z, estimator, 0, None)[1:] == (value, value)

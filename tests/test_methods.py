@@ -179,7 +179,8 @@ def test_memory_addressing_with_shrinkage_against_numpy():
 def _batch(n, key=0, weights=None):
     key = jax.random.PRNGKey(key)
     return methods.Batch(jnp.ones(n) if weights is None else weights, key,
-                         methods.row_keys(key, jnp.arange(n)), jnp.ones(4), jnp.float32(0))
+                         methods.row_keys(key, jnp.arange(n)), jnp.ones(4), jnp.float32(0),
+                         jnp.float32(0))
 
 
 def test_erasure_is_one_square_of_the_configured_area_filled_with_minus_one():

@@ -3,8 +3,9 @@
 of its size on one device (tests/family_multidevice_run.py, in a subprocess).
 
 CI runs the methods whose mechanisms differ (per-row sampling and corruption, batch-level
-noise, re-encoding, a second network, a memory, a convolutional code, a second output,
-gradient scores); the others change only per-row loss and map functions. The whole
+noise, re-encoding, a second network, a memory, a convolutional code, a second output, a
+quantised code with a learned rate: "ae+rate"); the others change only per-row loss,
+map and score functions (AE-Grad's gradient scores are per row). The whole
 family: `python tests/family_multidevice_run.py OUT $(python -c "from ae4ad_jax.methods
 import NAMES; print(*NAMES)")` with the XLA_FLAGS below.
 """
@@ -17,7 +18,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("vae", "ceae", "dae", "constrained-ae", "ganomaly", "memae", "ae-spatial", "aeu",
-           "ae-grad")
+           "ae+rate")
 TIMEOUT_S = 900
 
 
