@@ -31,6 +31,7 @@ class Data:
     test_images: np.ndarray
     test_labels: np.ndarray
     test_masks: np.ndarray | None
+    path: str = ""  # the prepared dataset's folder (its files are the run's data)
 
     @property
     def channels(self) -> int:
@@ -140,7 +141,8 @@ def load(config) -> Data:
     train_images, val_images = split_validation(train["image"], config.val_fraction,
                                                 config.seed)
     return Data(train_images=train_images, val_images=val_images, test_images=test["image"],
-                test_labels=test["label"].astype(np.int32), test_masks=test.get("mask"))
+                test_labels=test["label"].astype(np.int32), test_masks=test.get("mask"),
+                path=str(builder.data_path))
 
 
 def to_float(images):

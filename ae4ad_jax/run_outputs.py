@@ -4,7 +4,9 @@
 - `metrics.jsonl`: one JSON object per evaluation and member;
 - `tensorboard/`: scalars (tensorboardX, no TensorFlow needed);
 - `examples.png`: test images, reconstructions, anomaly maps and masks;
-- `summary.json`: final metrics per member, parameter count, config, wall time.
+- `thresholds.json`: each member's decision threshold (normal images only);
+- `summary.json`: final metrics per member, parameter count, config, wall time, and
+  the manifest (`manifest.py`: package versions, git commit, dataset fingerprint, devices).
 """
 
 import json
@@ -262,6 +264,20 @@ def summarize(config, members, rows, state, wall_time) -> dict:
         "config": json.loads(config.to_json()),
         "wall_time_s": wall_time,
     }
+
+
+THRESHOLDS_FILE = "thresholds.json"
+
+
+def write_thresholds(workdir, config, members, rows, epoch) -> None:
+    """thresholds.json: each member's decision threshold at the configured false-positive
+    rate, from normal images only, for the checkpoint of `epoch`."""
+    _write_json(os.path.join(workdir, THRESHOLDS_FILE), {
+        "epoch": epoch, "false_positive_rate": config.eval.false_positive_rate,
+        "normal_images": "val_normal" if rows[0]["threshold_from_val"] else "train_normal",
+        "members": [{"member": m, **member, "threshold": row["threshold"],
+                     "fpr_test_normal": row["fpr_test_normal"]}
+                    for m, (member, row) in enumerate(zip(members, rows, strict=True))]})
 
 
 def write_summary(workdir, summary) -> None:

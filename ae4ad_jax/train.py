@@ -29,6 +29,7 @@ from ae4ad_jax import (
     evaluate,
     execution,
     input_pipeline,
+    manifest,
     methods,
     models,
     report,
@@ -312,6 +313,10 @@ def evaluate_members(state, members, data, placed, config, method, plan, layout)
             row["recon_error_val_normal"] = float(val["mse"][m].mean())
             if "bits" in val:
                 row["rate_bits_val_normal"] = float(val["bits"][m].mean())
+        normal = (val if val is not None else train)["score"][m]
+        row.update(evaluate.threshold_metrics(normal, test["score"][m], data.test_labels,
+                                              config.eval.false_positive_rate,
+                                              val is not None))
         rows.append(row)
     return rows
 
@@ -410,8 +415,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     first = sharding.to_host(ensemble.member(state, 0, keep_axis=True))
     summary = run_outputs.summarize(config, members, rows, first, time.time() - start_time)
     if sharding.is_primary():
+        summary["manifest"] = manifest.create_manifest(data)
         run_outputs.write_examples(workdir, first, data, config, method)
         run_outputs.write_summary(workdir, summary)
+        run_outputs.write_thresholds(workdir, config, members, rows, last_saved)
         report.write_report([workdir])
     writer.close()
     sharding.barrier("outputs written")

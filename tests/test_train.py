@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from ae4ad_jax import execution, methods, train
+from ae4ad_jax import execution, manifest, methods, train
 from ae4ad_jax.errors import UserError
 
 
@@ -160,6 +160,15 @@ def test_short_training_detects_phantom_anomalies(test_config, tmp_path):
     assert final["recon_error_test_abnormal"] > final["recon_error_test_normal"]
     assert 0 < final["dice_best"] <= final["dice_best_exact"] <= 1
     assert summary["num_params"] > 0 and summary["config"]["latent_size"] == 16
+    data = summary["manifest"]["dataset"]
+    assert data["files"] == manifest.fingerprint(data["path"]) and data["files"]["files"] > 0
+    assert "phantom" in data["path"] and summary["manifest"]["devices"]["count"] >= 1
+    assert len(data["content_sha256"]) == 64
+    with open(tmp_path / "thresholds.json") as f:
+        thresholds = json.load(f)
+    assert thresholds["epoch"] == 6 and thresholds["normal_images"] == "train_normal"
+    assert thresholds["members"][0]["threshold"] == final["threshold"]
+    assert final["fpr_test_normal"] < 0.2 and final["tpr_test_abnormal"] > 0.05
     for name in ("config.json", "examples.png", "summary.json", "checkpoints", "tensorboard"):
         assert (tmp_path / name).exists(), name
     assert _final(tmp_path) == final
