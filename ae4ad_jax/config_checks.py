@@ -73,6 +73,9 @@ def validate_config(config) -> None:
     chunk = config.execution.member_chunk_size
     _require(isinstance(chunk, int) and chunk >= 0,
              f"Config key execution.member_chunk_size must be an integer >= 0, got {chunk!r}.")
+    rate = config.eval.false_positive_rate
+    _require(isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 < rate < 1,
+             f"Config key eval.false_positive_rate must be in (0, 1), got {rate!r}.")
     fraction = config.val_fraction
     _require(isinstance(fraction, (int, float)) and 0 <= fraction < 1,
              f"Config key val_fraction must be in [0, 1), got {fraction!r}.")

@@ -125,6 +125,27 @@ def image_metrics(scores, labels):
     }
 
 
+def decision_threshold(normal_scores, false_positive_rate: float) -> float:
+    """The score above which an image is called abnormal: the (1 - rate) quantile of the
+    scores of normal images, taken at an observed score ("higher"), so that at most
+    `false_positive_rate` of them lie above it."""
+    return float(np.quantile(np.asarray(normal_scores, np.float64), 1.0 - false_positive_rate,
+                             method="higher"))
+
+
+def threshold_metrics(normal_scores, test_scores, labels, false_positive_rate,
+                      held_out: bool) -> dict:
+    """The threshold from normal images without test labels (held-out validation normals,
+    else the training normals: `threshold_from_val` 1 or 0) and the test images' actual
+    false-positive rate and sensitivity at it."""
+    threshold = decision_threshold(normal_scores, false_positive_rate)
+    flagged = np.asarray(test_scores) > threshold
+    labels = np.asarray(labels)
+    return {"threshold": threshold, "threshold_from_val": int(held_out),
+            "fpr_test_normal": float(flagged[labels == 0].mean()),
+            "tpr_test_abnormal": float(flagged[labels == 1].mean())}
+
+
 def pixel_metrics(maps, masks):
     """Pooled pixel AUROC/AP and best Dice; `maps` [N, H, W] float, `masks` [N, H, W] {0,1}."""
     scores = np.asarray(maps, np.float64).ravel()

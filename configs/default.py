@@ -77,8 +77,11 @@ def get_config():
                                                  init_scale=10.0, learning_rate=1e-2))
     config.rate_weight = 0.0
     config.rate_weights = ()
-    # Scoring batch (it does not change the scores) and examples per class in examples.png.
-    config.eval = ml_collections.ConfigDict(dict(batch_size=64, num_examples=4))
+    # Scoring batch (it does not change the scores), examples per class in examples.png,
+    # and the false-positive rate on normal images that sets each member's decision
+    # threshold (held-out normals with val_fraction, else the training normals).
+    config.eval = ml_collections.ConfigDict(dict(batch_size=64, num_examples=4,
+                                                 false_positive_rate=0.05))
     config.phantom = ml_collections.ConfigDict(dict(
         num_train=3000, num_test_normal=500, num_test_abnormal=500, seed=0))
     # Devices (ae4ad_jax/sharding.py): "mesh" (jit over a device mesh), "pmap", or "none"

@@ -30,6 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("rate_weights", (0.0, 0.1), r"rate_weight/rate_weights need the learned rate: set "
                                  r"--config.rate.enabled=True"),
     ("entropy_bootstrap", -1, r"entropy_bootstrap must be an integer >= 0"),
+    ("eval.false_positive_rate", 0.0, r"eval.false_positive_rate must be in \(0, 1\), got 0.0"),
 ])
 def test_bad_config_values(test_config, tmp_path, key, value, message):
     group, _, name = key.rpartition(".")

@@ -162,3 +162,18 @@ def test_metrics_row_routes_each_split_to_its_keys():
     assert np.isfinite(row["entropy_knn_train_normal"])
     assert "entropy_knn_test_normal" not in row  # 2 vectors: too few for k = 3
     assert "entropy_gaussian_test_abnormal" in row
+
+
+def test_decision_threshold_leaves_at_most_the_rate_above_it():
+    rng = np.random.default_rng(0)
+    normal = rng.normal(size=1000)
+    threshold = evaluate.decision_threshold(normal, 0.05)
+    ranked = np.sort(normal)
+    assert threshold == ranked[950]  # the 951st smallest: 49 scores lie above it
+    assert np.sum(normal > threshold) == 49
+    assert evaluate.decision_threshold(np.arange(10.0), 0.2) == 8.0  # 1 of 10 above
+    labels = np.array([0, 0, 0, 0, 1, 1])
+    row = evaluate.threshold_metrics(np.arange(10.0), np.array([1.0, 9.0, 8.0, 8.5, 9.5, 3.0]),
+                                     labels, 0.2, True)
+    assert row == {"threshold": 8.0, "threshold_from_val": 1, "fpr_test_normal": 0.5,
+                   "tpr_test_abnormal": 0.5}
