@@ -17,8 +17,9 @@ from ae4ad_jax import checkpointing, cpu_kernels, ensemble, methods, run_outputs
 from ae4ad_jax.errors import UserError, exit_on_user_error
 
 
-def export_member(workdir: str, index: int, out_dir: str) -> dict:
-    """Writes `out_dir` (config.json, checkpoints/EPOCH); returns the member."""
+def restore_member(workdir: str, index: int):
+    """(config, method, members, restored ensemble state, its epoch) of a finished run,
+    with member `index` checked to exist."""
     config = methods.resolve_config(run_outputs.load_saved_config(workdir))
     members = ensemble.members_from_config(config)
     if not 0 <= index < len(members):
@@ -30,6 +31,12 @@ def export_member(workdir: str, index: int, out_dir: str) -> dict:
         checkpointing.create_manager(workdir), state, workdir)
     if epoch == 0:
         raise UserError(f"{workdir}/checkpoints holds no checkpoint to export.")
+    return config, method, members, state, epoch
+
+
+def export_member(workdir: str, index: int, out_dir: str) -> dict:
+    """Writes `out_dir` (config.json, checkpoints/EPOCH); returns the member."""
+    config, method, members, state, epoch = restore_member(workdir, index)
     member = members[index]
     standalone = config.copy_and_resolve_references()
     standalone.latent_size, standalone.seed = member["latent_size"], member["seed"]
