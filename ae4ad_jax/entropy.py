@@ -227,27 +227,29 @@ def estimate_entropy(z, estimator: str, **kwargs):
 
 @functools.partial(jax.jit, static_argnames=("estimator", "num", "k"))
 def _bootstrap(z, key, *, estimator, num, k):
-    """`num` bootstrap replicates [num] of an estimate. The Gaussian estimate is
+    """(the estimate, `num` bootstrap replicates [num]). The Gaussian estimate is
     recomputed on codes resampled with replacement; k-NN and Renyi-2 are means of
     per-code terms, and a resampled code would meet its own copy (a zero distance, a
-    self-similarity of 1), so their per-code terms are resampled instead."""
+    self-similarity of 1), so their per-code terms, computed once, are resampled instead."""
     n, d = z.shape
     z = z.astype(jnp.float32)
     index = jax.random.randint(key, (num, n), 0, n)
     if estimator == "gaussian":
-        return lax.map(lambda rows: gaussian_entropy(z[rows]), index)
+        return gaussian_entropy(z), lax.map(lambda rows: gaussian_entropy(z[rows]), index)
     if estimator == "knn":
-        return _knn_from_terms(knn_log_distances(z, k, min(KNN_BLOCK, n))[index], d, k)
-    return -jnp.log(n * jnp.mean(renyi2_terms(z)[index], axis=1))
+        terms = knn_log_distances(z, k, min(KNN_BLOCK, n))
+        return _knn_from_terms(terms, d, k), _knn_from_terms(terms[index], d, k)
+    terms = renyi2_terms(z)
+    return -jnp.log(jnp.sum(terms)), -jnp.log(n * jnp.mean(terms[index], axis=1))
 
 
 def estimate_with_interval(z, estimator: str, num: int, key, level=0.95):
     """(estimate, low, high) in nats: the estimate and the percentile interval of `num`
     bootstrap replicates at `level` (low = high = estimate when `num` is 0)."""
-    value = float(estimate_entropy(z, estimator))
-    if num == 0:
+    if num == 0 or estimator not in ESTIMATORS:  # the latter raises the clear error
+        value = float(estimate_entropy(z, estimator))
         return value, value, value
-    replicates = np.asarray(_bootstrap(jnp.asarray(z), key, estimator=estimator, num=num,
-                                       k=3))
-    low, high = np.percentile(replicates, [50 * (1 - level), 50 * (1 + level)])
-    return value, float(low), float(high)
+    _check(jnp.asarray(z), 4 if estimator == "knn" else 2)  # k + 1 vectors for k = 3
+    value, replicates = _bootstrap(jnp.asarray(z), key, estimator=estimator, num=num, k=3)
+    low, high = np.percentile(np.asarray(replicates), [50 * (1 - level), 50 * (1 + level)])
+    return float(value), float(low), float(high)

@@ -44,6 +44,10 @@ CONFIG_DEFAULTS = {
                  "encoding_weight": 1.0},
     "dae": {"noise_resolution": 16, "noise_std": 0.2, "depth": 5, "width_log2": 6},
 }
+# The learned rate's config group (`rate.py`; configs/default.py uses these; a workdir saved
+# before the group existed ran without the rate).
+RATE_DEFAULTS = {"enabled": False, "step": 0.5, "filters": (3, 3, 3), "init_scale": 10.0,
+                 "learning_rate": 1e-2}
 # Top-level config keys a method sets when it runs (`method_overrides`): the reference
 # trains the DAE on 128x128 inputs in batches of 16.
 OVERRIDE_DEFAULTS = {"dae": {"image_size": 128, "batch_size": 16}}

@@ -51,8 +51,8 @@ def _with_later_defaults(saved: dict) -> dict:
     saved = dict(saved)
     for key, value in (("parallelism", "mesh"), ("mesh_shape", ()), ("methods", ()),
                        ("table1_workdir", ""), ("entropy_bootstrap", 0),
-                       ("rate", {"enabled": False, "step": 0.5, "filters": [3, 3, 3],
-                                 "init_scale": 10.0, "learning_rate": 1e-2}),
+                       ("rate", {**methods.RATE_DEFAULTS, "filters": list(
+                           methods.RATE_DEFAULTS["filters"])}),
                        ("rate_weight", 0.0), ("rate_weights", []),
                        ("method_overrides", methods.OVERRIDE_DEFAULTS),
                        ("distributed", {"initialize": "auto", "coordinator_address": "",

@@ -9,8 +9,6 @@ only, not this package's training code: it pads any number of images to whole
 batches and cuts the padding off.
 """
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -71,7 +69,7 @@ def load_scorer(path: str):
         return {key: np.concatenate([np.asarray(p[key]) for p in parts])[:n]
                 for key in parts[0]}
 
-    return functools.wraps(score)(score)
+    return score
 
 
 FLAGS = flags.FLAGS

@@ -9,7 +9,7 @@ batch size, architecture and preprocessing are the reference's
 
 import ml_collections
 
-from ae4ad_jax.methods import CONFIG_DEFAULTS, OVERRIDE_DEFAULTS
+from ae4ad_jax.methods import CONFIG_DEFAULTS, OVERRIDE_DEFAULTS, RATE_DEFAULTS
 
 # The paper's latent-size ablation (Table 1): latent sizes and seeds.
 PAPER_LATENT_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -73,8 +73,7 @@ def get_config():
     # learned factorised density (hidden widths rate.filters, its own Adam learning rate).
     # Rate-distortion training: loss = reconstruction + rate_weight * bits; rate_weights,
     # when set, is an ensemble axis.
-    config.rate = ml_collections.ConfigDict(dict(enabled=False, step=0.5, filters=(3, 3, 3),
-                                                 init_scale=10.0, learning_rate=1e-2))
+    config.rate = ml_collections.ConfigDict(RATE_DEFAULTS)
     config.rate_weight = 0.0
     config.rate_weights = ()
     # Scoring batch (it does not change the scores), examples per class in examples.png,
