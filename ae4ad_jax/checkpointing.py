@@ -29,6 +29,14 @@ def save(manager, epoch: int, state) -> None:
     manager.save(epoch, args=ocp.args.StandardSave(_payload(state)))
 
 
+class IncompatibleCheckpoint(UserError):
+    """A checkpoint whose arrays do not fit the model of the config; `detail` says how."""
+
+    def __init__(self, message, detail):
+        super().__init__(message)
+        self.detail = detail
+
+
 def restore_or_keep(manager, state, workdir):
     """(restored state, its epoch) from the latest checkpoint, or (state, 0) if there is none."""
     epoch = manager.latest_step()
@@ -37,7 +45,8 @@ def restore_or_keep(manager, state, workdir):
     try:
         restored = manager.restore(epoch, args=ocp.args.StandardRestore(_payload(state)))
     except (ValueError, KeyError, TypeError) as error:
-        raise UserError(
+        detail = str(error).splitlines()[0].split(". Truncating")[0]
+        raise IncompatibleCheckpoint(
             f"The checkpoint of epoch {epoch} in {manager.directory} does not fit this config "
-            f"({str(error).splitlines()[0]}). Use a fresh --workdir.") from None
+            f"({detail}). Use a fresh --workdir.", detail) from None
     return state.replace(**restored), int(epoch)

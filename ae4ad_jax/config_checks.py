@@ -153,12 +153,13 @@ def _check_rate(config) -> None:
 
 
 def check_data(data, config) -> None:
-    """The loaded dataset fits the config: channels, a training set, both test labels."""
+    """The loaded dataset fits the config: channels, a training set, both test labels (if it
+    has a test split)."""
     _require(data.channels == config.channels,
              f"Dataset {config.dataset} has {data.channels} channel(s) but config key channels "
              f"is {config.channels}.")
     _require(len(data.train_images) > 0, f"Dataset {config.dataset} has no training images.")
     labels = set(data.test_labels.tolist())
-    _require(labels == {0, 1},
+    _require(labels == {0, 1} or not len(data.test_images),
              f"The test split of {config.dataset} needs normal (0) and abnormal (1) images; "
              f"it has labels {sorted(labels)}.")

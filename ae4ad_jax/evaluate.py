@@ -136,14 +136,16 @@ def decision_threshold(normal_scores, false_positive_rate: float) -> float:
 def threshold_metrics(normal_scores, test_scores, labels, false_positive_rate,
                       held_out: bool) -> dict:
     """The threshold from normal images without test labels (held-out validation normals,
-    else the training normals: `threshold_from_val` 1 or 0) and the test images' actual
-    false-positive rate and sensitivity at it."""
+    else the training normals: `threshold_from_val` 1 or 0) and, with test scores, the test
+    images' actual false-positive rate and sensitivity at it."""
     threshold = decision_threshold(normal_scores, false_positive_rate)
-    flagged = np.asarray(test_scores) > threshold
-    labels = np.asarray(labels)
-    return {"threshold": threshold, "threshold_from_val": int(held_out),
-            "fpr_test_normal": float(flagged[labels == 0].mean()),
-            "tpr_test_abnormal": float(flagged[labels == 1].mean())}
+    row = {"threshold": threshold, "threshold_from_val": int(held_out)}
+    if test_scores is not None:
+        flagged = np.asarray(test_scores) > threshold
+        labels = np.asarray(labels)
+        row["fpr_test_normal"] = float(flagged[labels == 0].mean())
+        row["tpr_test_abnormal"] = float(flagged[labels == 1].mean())
+    return row
 
 
 def pixel_metrics(maps, masks):
@@ -193,23 +195,27 @@ def entropy_metrics(latents: dict, latent_size: int, estimators, bootstrap=0,
 def compute_metrics(test, train, labels, masks, latent_size, estimators=(), bootstrap=0):
     """One member's metrics row from its scored splits (host numpy arrays): image and
     pixel metrics, reconstruction errors, and, for methods with a code, entropies of the
-    raw and the standardised code and the learned rate (bits per image)."""
-    row = image_metrics(test["score"], labels)
+    raw and the standardised code and the learned rate (bits per image). Without a test
+    split (`test` None) the row has the training side only."""
+    row = {} if test is None else image_metrics(test["score"], labels)
     row["recon_error_train_normal"] = float(np.mean(train["mse"]))
-    row["recon_error_test_normal"] = float(np.mean(test["mse"][labels == 0]))
-    row["recon_error_test_abnormal"] = float(np.mean(test["mse"][labels == 1]))
-    if masks is not None and "map" in test:
-        row.update(pixel_metrics(test["map"], masks))
+    if test is not None:
+        row["recon_error_test_normal"] = float(np.mean(test["mse"][labels == 0]))
+        row["recon_error_test_abnormal"] = float(np.mean(test["mse"][labels == 1]))
+        if masks is not None and "map" in test:
+            row.update(pixel_metrics(test["map"], masks))
     for code, prefix in ENTROPY_PREFIXES.items():
-        if code in test:
+        if code in train:
             row.update(entropy_metrics(_sets(train, test, labels, code), latent_size,
                                        estimators, bootstrap, prefix))
-    if "bits" in test:
+    if "bits" in train:
         row.update({f"rate_bits_{name}": float(np.mean(bits))
                     for name, bits in _sets(train, test, labels, "bits").items()})
     return row
 
 
 def _sets(train, test, labels, key):
-    return {"train_normal": train[key], "test_normal": test[key][labels == 0],
-            "test_abnormal": test[key][labels == 1]}
+    sets = {"train_normal": train[key]}
+    if test is not None:
+        sets.update(test_normal=test[key][labels == 0], test_abnormal=test[key][labels == 1])
+    return sets

@@ -16,7 +16,9 @@ from ae4ad_jax.errors import UserError
 
 _READ_CHUNK = 1024
 
-DATASETS = ("phantom", "brats", "rsna", "vin", "brain", "lag", "isic", "c16", "folder")
+DATASETS = ("phantom", "brats", "rsna", "vin", "brain", "lag", "isic", "c16", "folder",
+            "arrays")
+ARRAYS = "arrays"  # images given in memory (AnomalyDetector.fit): no files to prepare
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +62,10 @@ def create_builder(config):
     from ae4ad_jax.datasets import builders, real  # tensorflow_datasets is slow to import
 
     check_dataset_name(config.dataset)
+    if config.dataset == ARRAYS:
+        raise UserError("This run's images were given in memory (AnomalyDetector.fit), so "
+                        "there is no dataset to read again: score images with "
+                        "ae4ad_jax.score or the API instead.")
     kwargs = {"data_dir": os.path.expanduser(config.tfds_dir), "file_format": "array_record"}
     if config.dataset == "phantom":
         p = config.phantom

@@ -91,6 +91,7 @@ def create_manifest(data) -> dict:
                                                      "test_masks")
               if getattr(data, name) is not None}
     return {"packages": package_versions(), "source": git_state(),
-            "dataset": {"path": data.path, "files": fingerprint(data.path),
+            "dataset": {"path": data.path or None,  # None: arrays given in memory
+                        "files": fingerprint(data.path) if data.path else None,
                         "content_sha256": content_fingerprint(arrays)},
             "devices": devices()}

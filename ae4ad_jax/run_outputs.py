@@ -5,6 +5,7 @@
 - `tensorboard/`: scalars (tensorboardX, no TensorFlow needed);
 - `examples.png`: test images, reconstructions, anomaly maps and masks;
 - `thresholds.json`: each member's decision threshold (normal images only);
+- `scores.npz`: each member's final scores of the test and the normal images;
 - `summary.json`: final metrics per member, parameter count, config, wall time, and
   the manifest (`manifest.py`: package versions, git commit, dataset fingerprint, devices).
 """
@@ -49,7 +50,7 @@ def _with_later_defaults(saved: dict) -> dict:
     from ae4ad_jax import methods
 
     saved = dict(saved)
-    for key, value in (("parallelism", "mesh"), ("mesh_shape", ()), ("methods", ()),
+    for key, value in (("parallelism", "mesh"), ("mesh_shape", []), ("methods", []),
                        ("table1_workdir", ""), ("entropy_bootstrap", 0),
                        ("rate", {**methods.RATE_DEFAULTS, "filters": list(
                            methods.RATE_DEFAULTS["filters"])}),
@@ -193,8 +194,9 @@ class Writer:
         for m, row in enumerate(rows):
             pixel = (f"  pixel AP {row['pixel_ap']:.4f}  Dice {row['dice_best']:.4f}"
                      if "pixel_ap" in row else "")
-            log(f"eval epoch {epoch} member {m}: AUROC {row['auroc']:.4f}  "
-                f"AP {row['ap']:.4f}{pixel}")
+            image = (f"AUROC {row['auroc']:.4f}  AP {row['ap']:.4f}" if "auroc" in row
+                     else f"threshold {row['threshold']:.5g} (no test split)")
+            log(f"eval epoch {epoch} member {m}: {image}{pixel}")
 
     def close(self):
         if self.enabled:
@@ -276,8 +278,23 @@ def write_thresholds(workdir, config, members, rows, epoch) -> None:
         "epoch": epoch, "false_positive_rate": config.eval.false_positive_rate,
         "normal_images": "val_normal" if rows[0]["threshold_from_val"] else "train_normal",
         "members": [{"member": m, **member, "threshold": row["threshold"],
-                     "fpr_test_normal": row["fpr_test_normal"]}
+                     "fpr_test_normal": row.get("fpr_test_normal")}
                     for m, (member, row) in enumerate(zip(members, rows, strict=True))]})
+
+
+SCORES_FILE = "scores.npz"
+
+
+def write_scores(workdir, scores, test_labels) -> None:
+    """scores.npz: each member's final scores, [M, N] arrays: `normal` (the images that
+    set the thresholds) and, with a test split, `test` with `test_labels` [N]."""
+    arrays = {name: np.asarray(values, np.float32) for name, values in scores.items()}
+    if "test" in scores:
+        arrays["test_labels"] = np.asarray(test_labels, np.int32)
+    path = os.path.join(workdir, SCORES_FILE)
+    with open(path + ".tmp", "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(path + ".tmp", path)
 
 
 def write_summary(workdir, summary) -> None:

@@ -297,15 +297,20 @@ def score_members(state, rows, *, config, method, plan, layout=None, with_maps=F
 
 
 def evaluate_members(state, members, data, placed, config, method, plan, layout):
-    """Scores train, val and test splits with every member; one metrics row per member."""
+    """Scores train, val and test splits with every member; one metrics row per member,
+    and the scores behind them (`ensemble` arrays [M, N]: "test" (absent without a test
+    split) and "normal", the normal images that set the thresholds)."""
     score = functools.partial(score_members, state, config=config, method=method, plan=plan,
                               layout=layout)
-    test = score(placed["test"], with_maps=data.test_masks is not None)
+    test = (score(placed["test"], with_maps=data.test_masks is not None)
+            if "test" in placed else None)
     train = score(placed["train"])
     val = score(placed["val"]) if len(data.val_images) else None
+    normal = (val if val is not None else train)["score"]
     rows = []
     for m, member in enumerate(members):
-        row = evaluate.compute_metrics(ensemble.member(test, m), ensemble.member(train, m),
+        row = evaluate.compute_metrics(None if test is None else ensemble.member(test, m),
+                                       ensemble.member(train, m),
                                        data.test_labels, data.test_masks,
                                        member["latent_size"], tuple(config.entropy_estimators),
                                        config.entropy_bootstrap)
@@ -313,12 +318,14 @@ def evaluate_members(state, members, data, placed, config, method, plan, layout)
             row["recon_error_val_normal"] = float(val["mse"][m].mean())
             if "bits" in val:
                 row["rate_bits_val_normal"] = float(val["bits"][m].mean())
-        normal = (val if val is not None else train)["score"][m]
-        row.update(evaluate.threshold_metrics(normal, test["score"][m], data.test_labels,
-                                              config.eval.false_positive_rate,
-                                              val is not None))
+        row.update(evaluate.threshold_metrics(
+            normal[m], None if test is None else test["score"][m], data.test_labels,
+            config.eval.false_positive_rate, val is not None))
         rows.append(row)
-    return rows
+    scores = {"normal": normal}
+    if test is not None:
+        scores["test"] = test["score"]
+    return rows, scores
 
 
 def _check_finite(losses, epoch, steps_per_epoch, last_saved, workdir):
@@ -342,20 +349,23 @@ def _is_checkpoint_epoch(epoch, config):
     return (_is_eval_epoch(epoch, config) or epoch % config.checkpoint_every_epochs == 0)
 
 
-def _load_for_run(config, workdir, eval_only):
+def _load_for_run(config, workdir, eval_only, data=None):
     """Everything a run needs before its first step; all user-input checks happen here.
 
     Process 0 prepares the workdir and the dataset; the others wait, then read it.
+    `data` (an `input_pipeline.Data` in memory) replaces the config's dataset.
     """
     config_checks.validate_config(config)
     members = ensemble.members_from_config(config)
     layout = sharding.create_layout(config, len(members))
     if sharding.is_primary():
         run_outputs.prepare_workdir(workdir, config, must_exist=eval_only)
-        input_pipeline.prepare(config)
+        if data is None:
+            input_pipeline.prepare(config)
     sharding.barrier("workdir and dataset prepared")
     method = methods.create(config)
-    data = input_pipeline.load(config)
+    if data is None:
+        data = input_pipeline.load(config)
     config_checks.check_data(data, config)
     placed = {split: sharding.place_rows(images, layout) for split, images in
               (("train", data.train_images), ("val", data.val_images),
@@ -364,15 +374,17 @@ def _load_for_run(config, workdir, eval_only):
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       eval_only: bool = False) -> dict:
+                       eval_only: bool = False, data=None) -> dict:
     """Trains (resuming from the workdir's last checkpoint) and evaluates; returns the summary.
 
     With `eval_only`, restores the last checkpoint and evaluates it without training.
+    `data` (arrays in memory, `input_pipeline.Data`) replaces the config's dataset; without
+    test images a run measures its training side and sets thresholds, with no test metrics.
     On many processes every process runs this; process 0 writes the outputs.
     """
     start_time = time.time()
     config = methods.resolve_config(config)
-    method, members, layout, data, placed = _load_for_run(config, workdir, eval_only)
+    method, members, layout, data, placed = _load_for_run(config, workdir, eval_only, data)
     state = sharding.place(create_train_state(config, method, members), layout,
                            sharding.MEMBERS)
     manager = checkpointing.create_manager(workdir)
@@ -401,8 +413,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                data.train_images.shape[0] * len(members) / seconds)
             rows = None
             if _is_eval_epoch(epoch, config):
-                rows = evaluate_members(state, members, data, placed, config, method, plan,
-                                        layout)
+                rows, scores = evaluate_members(state, members, data, placed, config, method,
+                                                plan, layout)
                 writer.write_eval(epoch, rows)
             if _is_checkpoint_epoch(epoch, config):
                 checkpointing.save(manager, epoch, state)
@@ -411,15 +423,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         manager.wait_until_finished()
     if rows is None:
         run_outputs.log(f"Evaluating the checkpoint of epoch {last_saved}.")
-        rows = evaluate_members(state, members, data, placed, config, method, plan, layout)
+        rows, scores = evaluate_members(state, members, data, placed, config, method, plan,
+                                        layout)
     first = sharding.to_host(ensemble.member(state, 0, keep_axis=True))
     summary = run_outputs.summarize(config, members, rows, first, time.time() - start_time)
     if sharding.is_primary():
         summary["manifest"] = manifest.create_manifest(data)
-        run_outputs.write_examples(workdir, first, data, config, method)
         run_outputs.write_summary(workdir, summary)
         run_outputs.write_thresholds(workdir, config, members, rows, last_saved)
-        report.write_report([workdir])
+        run_outputs.write_scores(workdir, scores, data.test_labels)
+        if len(data.test_images):
+            run_outputs.write_examples(workdir, first, data, config, method)
+            report.write_report([workdir])
     writer.close()
     sharding.barrier("outputs written")
     return summary

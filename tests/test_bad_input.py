@@ -145,3 +145,15 @@ def test_resumable_keys_are_only_those_that_leave_results_unchanged():
         "model.base_width"]
     assert run_outputs._changed_keys(saved, {**saved, "entropy_weight": 0.0}) == [
         "entropy_weight"]  # a key the saved run did not have
+
+
+def test_a_config_saved_before_later_keys_existed_still_matches():
+    """Keys added since a workdir was written take their defaults, in JSON's form (a
+    tuple default saved by a current run reads back as a list)."""
+    from ae4ad_jax import run_outputs
+    from configs import default
+
+    current = json.loads(default.get_config().to_json())
+    old = {k: v for k, v in current.items()
+           if k not in ("methods", "mesh_shape", "table1_workdir", "rate", "rate_weights")}
+    assert run_outputs._changed_keys(old, current) == []

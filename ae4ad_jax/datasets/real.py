@@ -193,17 +193,24 @@ def list_dataset(name: str, root: str):
     return splits, has_masks
 
 
+def convert_image(image: Image.Image, image_size: int, channels: int) -> np.ndarray:
+    """A decoded image as the model sees it, uint8 [S, S, C]: PIL's conversion to gray
+    ("L", ITU-R 601-2 luma) or RGB, then a bilinear resize to S x S. Training data and
+    scored images both pass through here."""
+    image = image.convert("L" if channels == 1 else "RGB").resize(
+        (image_size, image_size), resample=Image.BILINEAR)
+    return np.asarray(image, np.uint8).reshape(image_size, image_size, channels)
+
+
 def decode(item: Item, image_size: int, channels: int, with_mask: bool):
     """(image uint8 [S, S, C], mask uint8 [S, S] or None) as the reference preprocesses."""
     try:
         with Image.open(item.image) as raw:
             raw.load()
             size = raw.size
-            image = raw.convert("L" if channels == 1 else "RGB").resize(
-                (image_size, image_size), resample=Image.BILINEAR)
+            array = convert_image(raw, image_size, channels)
     except (OSError, ValueError) as error:
         raise UserError(f"Image {item.image} cannot be decoded: {error}.") from None
-    array = np.asarray(image, np.uint8).reshape(image_size, image_size, channels)
     if not with_mask:
         return array, None
     if item.mask is None:
