@@ -13,10 +13,11 @@ paper).
 import csv
 import json
 import os
+import time
 
 import numpy as np
 
-from ae4ad_jax import report, run_outputs
+from ae4ad_jax import progress, report, run_outputs
 from ae4ad_jax.errors import UserError
 
 COLUMNS = (("auroc", "AUROC"), ("ap", "AP"), ("pixel_ap", "AP_pix"), ("dice_best", "Dice*"))
@@ -36,9 +37,11 @@ def run_comparison(config, workdir, eval_only=False) -> str:
 
     config_checks.validate_config(config)
     run_outputs.prepare_workdir(workdir, config, must_exist=eval_only)
-    for name in config.methods:
-        run_outputs.log(f"== method {name} ({list(config.methods).index(name) + 1} of "
-                        f"{len(config.methods)})")
+    start = time.time()
+    for i, name in enumerate(config.methods):
+        seconds_left = (time.time() - start) / max(i, 1) * (len(config.methods) - i)
+        left = f", about {progress.format_duration(seconds_left)} left" if i else ""
+        run_outputs.log(f"== method {name} ({i + 1} of {len(config.methods)}{left})")
         train.train_and_evaluate(method_config(config, name), os.path.join(workdir, name),
                                  eval_only=eval_only)
     return write_table(workdir)

@@ -19,7 +19,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from ae4ad_jax import ensemble, evaluate, input_pipeline
+from ae4ad_jax import ensemble, evaluate, input_pipeline, progress
 from ae4ad_jax.errors import UserError
 from ae4ad_jax.models import count_params
 
@@ -33,6 +33,7 @@ RESUMABLE_KEYS = ("num_epochs", "eval_every_epochs", "checkpoint_every_epochs", 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 EXAMPLES_FILE = "examples.png"
+LOSSES_SHOWN = 8  # members whose loss the epoch line shows
 
 
 def _flatten(tree, prefix=""):
@@ -132,11 +133,19 @@ def load_saved_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 def quiet_library_logs() -> None:
-    """Keeps Orbax's and TFDS's INFO lines out of the progress output (unless -v is given)."""
+    """Keeps Orbax's and TFDS's INFO lines, TFDS's progress bars (dataset preparation
+    reports its own progress) and its note on custom builder configs (all ours are)
+    out of the progress output, unless -v is given."""
+    import logging as python_logging
+
+    import tensorflow_datasets as tfds
     from absl import flags, logging
 
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
+        tfds.disable_progress_bar()
+        python_logging.getLogger("absl").addFilter(
+            lambda record: not str(record.msg).startswith("Using custom data configuration"))
 
 
 def log(message: str) -> None:
@@ -173,14 +182,22 @@ class Writer:
     def _tag(self, name, m):
         return name if len(self.members) == 1 else f"member{m}/{name}"
 
-    def write_train(self, epoch, losses, images_per_second):
+    def write_train(self, epoch, losses, images_per_second, num_epochs=None,
+                    seconds_left=None):
+        """TensorBoard scalars and the epoch's progress line: `epoch 3/20  loss ...
+        850 images/s  1:10 left` (the time left from the epochs run so far)."""
         if not self.enabled:
             return
         for m, loss in enumerate(losses):
             self.tensorboard.add_scalar(self._tag("train/loss", m), float(loss), epoch)
         self.tensorboard.add_scalar("train/images_per_second", images_per_second, epoch)
-        log(f"epoch {epoch}  loss {' '.join(f'{loss:.5f}' for loss in losses)}  "
-            f"{images_per_second:.0f} images/s")
+        of = f"/{num_epochs}" if num_epochs else ""
+        left = (f"  {progress.format_duration(seconds_left)} left"
+                if seconds_left is not None and epoch != num_epochs else "")
+        shown = losses if len(losses) <= LOSSES_SHOWN else losses[:LOSSES_SHOWN]
+        more = f" (+{len(losses) - len(shown)} members)" if len(shown) < len(losses) else ""
+        log(f"epoch {epoch}{of}  loss {' '.join(f'{loss:.5f}' for loss in shown)}{more}  "
+            f"{images_per_second:.0f} images/s{left}")
 
     def write_eval(self, epoch, rows):
         if not self.enabled:

@@ -400,6 +400,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                     f"({layout.members} x {layout.data} member x data, {layout.form}), "
                     f"{jax.process_count()} process(es).")
     last_saved, rows = start_epoch, None
+    train_start = time.time()
     try:
         for epoch in range(start_epoch + 1, 1 if eval_only else config.num_epochs + 1):
             epoch_start = time.time()
@@ -409,8 +410,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             losses = sharding.to_host(step_metrics["loss"])  # [M, steps]
             _check_finite(losses, epoch, steps_per_epoch, last_saved, workdir)
             seconds = time.time() - epoch_start
+            per_epoch = (time.time() - train_start) / (epoch - start_epoch)
             writer.write_train(epoch, losses.mean(axis=1),
-                               data.train_images.shape[0] * len(members) / seconds)
+                               data.train_images.shape[0] * len(members) / seconds,
+                               config.num_epochs, per_epoch * (config.num_epochs - epoch))
             rows = None
             if _is_eval_epoch(epoch, config):
                 rows, scores = evaluate_members(state, members, data, placed, config, method,

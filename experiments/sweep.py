@@ -111,8 +111,11 @@ def launch_script(jobs, target, accelerator, out) -> str:
              "experiments/sweep.py", "set -euo pipefail"]
     commands = [shlex.join(["python", "-m", "ae4ad_jax.main",
                             *job_arguments(job, os.path.join(out, job.name))]) for job in jobs]
-    if target == "local":
-        return "\n".join(lines + [f"cd {shlex.quote(os.getcwd())}"] + commands) + "\n"
+    if target == "local":  # a line before each job says which one of how many runs
+        steps = [line for i, (job, command) in enumerate(zip(jobs, commands, strict=True))
+                 for line in (f'echo "== job {i + 1} of {len(jobs)}: {job.name} ($(date +%T))"',
+                              command)]
+        return "\n".join(lines + [f"cd {shlex.quote(os.getcwd())}"] + steps) + "\n"
     if target == "tpu":  # every worker runs the same program; jax.distributed joins them
         remote = [f"cd {FLAGS.repo_dir} && {command} --config.distributed.initialize=yes"
                   for command in commands]

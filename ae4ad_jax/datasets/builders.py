@@ -14,6 +14,7 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
+from ae4ad_jax import progress
 from ae4ad_jax.datasets import phantom, real
 
 
@@ -60,19 +61,23 @@ class Phantom(tfds.core.GeneratorBasedBuilder):
         cfg = self.builder_config
         seeds = np.random.SeedSequence(cfg.seed).generate_state(3)
         return {
-            "train": self._generate_examples([(cfg.num_train, seeds[0], False)]),
+            "train": self._generate_examples([(cfg.num_train, seeds[0], False)], "train"),
             "test": self._generate_examples([(cfg.num_test_normal, seeds[1], False),
-                                             (cfg.num_test_abnormal, seeds[2], True)]),
+                                             (cfg.num_test_abnormal, seeds[2], True)], "test"),
         }
 
-    def _generate_examples(self, parts):
+    def _generate_examples(self, parts, split):
         index = 0
-        for num, seed, abnormal in parts:
-            images, masks = phantom.generate(num, self.builder_config.image_size,
-                                             int(seed), abnormal)
-            for image, mask in zip(images, masks, strict=True):
-                yield index, {"id": index, "image": image, "label": int(abnormal), "mask": mask}
-                index += 1
+        with progress.Progress(sum(part[0] for part in parts), f"preparing phantom {split}",
+                               "images") as bar:
+            for num, seed, abnormal in parts:
+                images, masks = phantom.generate(num, self.builder_config.image_size,
+                                                 int(seed), abnormal)
+                for image, mask in zip(images, masks, strict=True):
+                    yield index, {"id": index, "image": image, "label": int(abnormal),
+                                  "mask": mask}
+                    index += 1
+                    bar.update()
 
 
 # ----------------------------------------------------------------------------- real data
@@ -125,24 +130,29 @@ class MedicalImages(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         del dl_manager
-        return {split: self._generate_examples(items) for split, items in self._splits.items()}
+        return {split: self._generate_examples(items, split)
+                for split, items in self._splits.items()}
 
-    def _generate_examples(self, items):
+    def _generate_examples(self, items, split):
         cfg = self.builder_config
         jobs = [(i, item, cfg.image_size, cfg.channels, cfg.has_masks)
                 for i, item in enumerate(items)]
         workers = min(os.cpu_count() or 1, 16)
         if len(jobs) < _PARALLEL_MIN_ITEMS or workers == 1:
             results = map(_decode_job, jobs)
-            yield from self._examples(results)
+            yield from self._examples(results, len(jobs), split)
             return
         # spawn, not fork: the parent may already run JAX's threads.
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            yield from self._examples(pool.imap(_decode_job, jobs, chunksize=_CHUNK))
+            yield from self._examples(pool.imap(_decode_job, jobs, chunksize=_CHUNK),
+                                      len(jobs), split)
 
-    def _examples(self, results):
-        for index, item, image, mask in results:
-            example = {"id": index, "image": image, "label": item.label}
-            if mask is not None:
-                example["mask"] = mask
-            yield index, example
+    def _examples(self, results, total, split):
+        label = f"preparing {self.builder_config.dataset} {split}"
+        with progress.Progress(total, label, "images") as bar:
+            for index, item, image, mask in results:
+                example = {"id": index, "image": image, "label": item.label}
+                if mask is not None:
+                    example["mask"] = mask
+                yield index, example
+                bar.update()
