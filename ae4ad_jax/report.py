@@ -10,7 +10,8 @@ metrics in percent, latent entropies in nats; the oracle d next to the
 label-free choice of `select_latent_size`), `error_vs_d.png` (reconstruction
 error of train-normal, test-normal and test-abnormal images against d, the
 paper's figure), `auroc_vs_d.png` and, where entropies were recorded,
-`entropy_vs_d.png` and `auroc_vs_entropy.png`.
+`entropy_vs_d.png` and `auroc_vs_entropy.png`; then `run_report.py`'s score
+histograms, ROC/PR curves and `report.md`, the page that shows them all.
 """
 
 import csv
@@ -20,6 +21,7 @@ import os
 import numpy as np
 from absl import app, flags
 
+from ae4ad_jax import run_report
 from ae4ad_jax.entropy import ESTIMATORS
 from ae4ad_jax.errors import UserError, exit_on_user_error
 
@@ -329,6 +331,8 @@ def write_report(workdirs, out_dir=None) -> str:
         _plot_auroc_vs_entropy(table, os.path.join(out_dir, "auroc_vs_entropy.png"))
     if any("rate_weight" in e for e in table):
         markdown += "\n" + write_rate_table(table, out_dir)
+    run_report.write_score_figures(workdirs, out_dir)
+    run_report.write_page(workdirs, out_dir, markdown)
     return markdown
 
 

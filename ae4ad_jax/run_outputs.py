@@ -2,12 +2,13 @@
 
 - `config.json`: the resolved config; a workdir holding another experiment is refused;
 - `metrics.jsonl`: one JSON object per evaluation and member;
-- `tensorboard/`: scalars (tensorboardX, no TensorFlow needed);
+- `tensorboard/`: scalars and the report's figures (tensorboardX, no TensorFlow needed);
 - `examples.png`: test images, reconstructions, anomaly maps and masks;
 - `thresholds.json`: each member's decision threshold (normal images only);
 - `scores.npz`: each member's final scores of the test and the normal images;
 - `summary.json`: final metrics per member, parameter count, config, wall time, and
-  the manifest (`manifest.py`: package versions, git commit, dataset fingerprint, devices).
+  the manifest (`manifest.py`: package versions, git commit, dataset fingerprint, devices);
+- `report/`: `report.md` with the tables and figures (`report.py`, `run_report.py`).
 """
 
 import json
@@ -214,6 +215,14 @@ class Writer:
             image = (f"AUROC {row['auroc']:.4f}  AP {row['ap']:.4f}" if "auroc" in row
                      else f"threshold {row['threshold']:.5g} (no test split)")
             log(f"eval epoch {epoch} member {m}: {image}{pixel}")
+
+    def write_report_images(self, report_dir, epoch):
+        """The report's figures as TensorBoard images."""
+        if self.enabled:
+            from ae4ad_jax import run_report
+
+            run_report.tensorboard_images(self.tensorboard, report_dir, epoch)
+            self.tensorboard.flush()
 
     def close(self):
         if self.enabled:

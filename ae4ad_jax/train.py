@@ -11,6 +11,7 @@ members are compiled on this backend is an `execution.Plan`.
 """
 
 import functools
+import os
 import time
 from typing import Any
 
@@ -438,6 +439,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         if len(data.test_images):
             run_outputs.write_examples(workdir, first, data, config, method)
             report.write_report([workdir])
+            writer.write_report_images(os.path.join(workdir, "report"), last_saved)
     writer.close()
     sharding.barrier("outputs written")
     return summary

@@ -1,8 +1,12 @@
 """The report's aggregation over weight axes and its label-free choice of lambda_R."""
 
-import numpy as np
+import json
+import os
 
-from ae4ad_jax import report
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from ae4ad_jax import report, run_report
 
 # (lambda_R, bits, MSE) of held-out normal images: a rate-distortion curve whose knee is
 # at 100 bits (the point farthest below the chord once both axes are scaled to [0, 1]).
@@ -49,3 +53,72 @@ def test_rate_report_files(tmp_path):
         assert (tmp_path / name).stat().st_size > 0
     assert "lambda_R" in report.write_table(table, str(tmp_path)).splitlines()[0]
     assert "†" in report.write_table(table, str(tmp_path))
+
+
+def _write_run(workdir, latent_sizes, seeds, rng):
+    """summary.json and scores.npz of a finished run: abnormal scores shifted by d / 10."""
+    os.makedirs(workdir)
+    labels = np.repeat([0, 1], 50)
+    rows, test = [], []
+    for d in latent_sizes:
+        for seed in seeds:
+            scores = rng.normal(size=100) + labels * d / 10
+            rows.append({"member": len(rows), "latent_size": d, "seed": seed,
+                         "auroc": float(roc_auc_score(labels, scores)), "ap": 0.5,
+                         "recon_error_train_normal": 0.1, "threshold": 1.0 + seed,
+                         "fpr_test_normal": 0.06, "tpr_test_abnormal": 0.5})
+            test.append(scores)
+    config = {"method": "ae", "dataset": "phantom", "num_epochs": 3,
+              "eval": {"false_positive_rate": 0.05}}
+    json.dump({"metrics": rows, "config": config, "wall_time_s": 90.0,
+               "manifest": {"source": {"commit": "ab" * 20, "dirty": False},
+                            "devices": {"count": 1, "kind": "cpu"}}},
+              open(os.path.join(workdir, "summary.json"), "w"))
+    np.savez(os.path.join(workdir, "scores.npz"), test=np.array(test), test_labels=labels,
+             normal=np.zeros((len(rows), 10)))
+    return test
+
+
+def test_report_page_shows_tables_thresholds_and_score_figures(tmp_path):
+    rng = np.random.default_rng(0)
+    test = _write_run(str(tmp_path / "a"), (4, 16), (1, 0), rng)
+    _write_run(str(tmp_path / "b"), (64,), (0,), rng)
+    shown = run_report.shown_members([str(tmp_path / "a"), str(tmp_path / "b")])
+    assert [s["label"] for s in shown] == ["d = 4", "d = 16", "d = 64"]
+    np.testing.assert_array_equal(shown[1]["scores"], test[3])  # d = 16's seed 0
+    assert shown[1]["threshold"] == 1.0
+    report.write_report([str(tmp_path / "a"), str(tmp_path / "b")])
+    out = tmp_path / "a" / "report"
+    page = (out / "report.md").read_text()
+    assert "method ae on phantom, 4 member(s), 3 epochs, 1.5 min on 1 x cpu; commit abab" in page
+    assert "| 3 | 16 | 0 | 1 | 6.0% | 50.0% |" in page
+    for name in ("score_histograms.png", "roc_pr.png", "auroc_vs_d.png"):
+        assert f"![{name}]({name})" in page and (out / name).stat().st_size > 0
+    assert "examples.png" not in page  # the run wrote none
+
+
+def test_report_figures_become_tensorboard_images(tmp_path):
+    from PIL import Image
+    from tensorboardX import SummaryWriter
+    from tensorboardX.proto import event_pb2
+
+    _write_run(str(tmp_path / "a"), (4, 16), (0,), np.random.default_rng(1))
+    report.write_report([str(tmp_path / "a")])
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    added = run_report.tensorboard_images(writer, str(tmp_path / "a" / "report"), 7)
+    writer.close()
+    assert "roc_pr.png" in added and "score_histograms.png" in added
+    images = {}
+    for path in (tmp_path / "tb").iterdir():
+        data = path.read_bytes()
+        while data:  # TFRecord: length, its CRC, the record, its CRC
+            length = int.from_bytes(data[:8], "little")
+            event = event_pb2.Event.FromString(data[12:12 + length])
+            data = data[16 + length:]
+            for value in event.summary.value:
+                if value.HasField("image"):
+                    images[value.tag] = (event.step, value.image)
+    step, image = images["report/roc_pr"]
+    expected = Image.open(tmp_path / "a" / "report" / "roc_pr.png").size
+    assert step == 7 and (image.width, image.height) == expected
+    assert set(images) == {f"report/{name[:-4]}" for name in added}
