@@ -149,16 +149,18 @@ def _run_lines(workdirs) -> list[str]:
     for workdir in workdirs:
         with open(os.path.join(workdir, run_outputs.SUMMARY_FILE)) as f:
             summary = json.load(f)
-        config, manifest = summary["config"], summary.get("manifest", {})
-        source = manifest.get("source", {})
-        devices = manifest.get("devices", {})
+        # summaries of older versions lack some of these
+        config, manifest = summary.get("config", {}), summary.get("manifest", {})
+        source, devices = manifest.get("source", {}), manifest.get("devices", {})
         commit = (source.get("commit") or "unknown")[:12] + (
             " (with changes)" if source.get("dirty") else "")
+        minutes = (f"{summary['wall_time_s'] / 60:.1f} min" if "wall_time_s" in summary
+                   else "? min")
         lines.append(
-            f"- `{workdir}`: method {config['method']} on {config['dataset']}, "
-            f"{len(summary['metrics'])} member(s), {config['num_epochs']} epochs, "
-            f"{summary['wall_time_s'] / 60:.1f} min on {devices.get('count', '?')} x "
-            f"{devices.get('kind', '?')}; commit {commit}.")
+            f"- `{workdir}`: method {config.get('method', '?')} on "
+            f"{config.get('dataset', '?')}, {len(summary['metrics'])} member(s), "
+            f"{config.get('num_epochs', '?')} epochs, {minutes} on "
+            f"{devices.get('count', '?')} x {devices.get('kind', '?')}; commit {commit}.")
     return lines
 
 
@@ -169,7 +171,7 @@ def _threshold_lines(workdirs) -> list[str]:
         with open(os.path.join(workdir, run_outputs.SUMMARY_FILE)) as f:
             rows = json.load(f)["metrics"]
         for row in rows:
-            if "threshold" not in row:
+            if "fpr_test_normal" not in row:
                 return []
             lines.append(f"| {row['member']} | {row['latent_size']} | {row['seed']} | "
                          f"{row['threshold']:.5g} | {100 * row['fpr_test_normal']:.1f}% | "
@@ -180,10 +182,10 @@ def _threshold_lines(workdirs) -> list[str]:
 def write_page(workdirs, out_dir, table_markdown) -> str:
     """report.md: the runs, the table, the thresholds, and every figure present."""
     with open(os.path.join(workdirs[0], run_outputs.SUMMARY_FILE)) as f:
-        rate = json.load(f)["config"]["eval"]["false_positive_rate"]
+        rate = json.load(f).get("config", {}).get("eval", {}).get("false_positive_rate")
     lines = ["# Report", "", *_run_lines(workdirs), "", "## Metrics", "", table_markdown]
     thresholds = _threshold_lines(workdirs)
-    if thresholds:
+    if thresholds and rate is not None:
         lines += ["", "## Decision thresholds", "",
                   f"Set on normal images only, at a {100 * rate:g}% false-positive rate; "
                   "the test columns show how they hold on the test images.", "", *thresholds]

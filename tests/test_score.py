@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from ae4ad_jax import detector as detector_lib
-from ae4ad_jax import input_pipeline, scorer
+from ae4ad_jax import input_pipeline, scorer, train
 from ae4ad_jax.api import AnomalyDetector
 from ae4ad_jax.datasets import phantom
 from ae4ad_jax.errors import UserError
@@ -65,6 +65,8 @@ def test_fit_sets_the_threshold_from_held_out_normal_scores(fitted):
     rows = json.load(open(os.path.join(fitted.workdir, "summary.json")))
     assert rows["manifest"]["dataset"]["path"] is None
     assert "auroc" not in rows["metrics"][0] and rows["metrics"][0]["threshold_from_val"] == 1
+    with pytest.raises(UserError, match="given in memory"):  # nothing to evaluate again
+        train.train_and_evaluate(fitted.detector.config, fitted.workdir, eval_only=True)
 
 
 def test_api_scores_round_trip_through_save_load_and_export(fitted, probe, tmp_path):
