@@ -76,6 +76,10 @@ class AnomalyDetector:
     def decision_scores_(self) -> np.ndarray:
         """Scores of the normal images that set the threshold (PyOD's attribute)."""
         path = os.path.join(self.detector.workdir, run_outputs.SCORES_FILE)
+        if not os.path.exists(path):
+            raise UserError(f"{path} does not exist (runs write it since December 2026): "
+                            f"rerun `python -m ae4ad_jax.main --workdir="
+                            f"{self.detector.workdir} --eval_only`.")
         with np.load(path) as saved:
             return saved["normal"][self.detector.member["member"]]
 
