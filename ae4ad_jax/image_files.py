@@ -185,10 +185,9 @@ def read_nifti(path: str, axis: int, rotations: int) -> ReadFile:
                              "volumes (split 4-D series into volumes)")
     if not np.isfinite(data).all():
         raise UnreadableFile("the volume holds NaN or infinite values")
-    scaled = to_uint8(data, data.min(), data.max())
-    slices = [Image.fromarray(np.ascontiguousarray(np.rot90(np.take(scaled, k, axis=axis),
-                                                            rotations)), "L")
-              for k in range(data.shape[axis])]
+    scaled = np.moveaxis(to_uint8(data, data.min(), data.max()), axis, 0)  # a view
+    slices = [Image.fromarray(np.ascontiguousarray(np.rot90(plane, rotations)), "L")
+              for plane in scaled]
     volume = Volume(tuple(data.shape), image.affine, image.header, axis, rotations)
     return ReadFile(path, "nifti", slices, list(range(len(slices))), volume)
 

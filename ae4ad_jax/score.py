@@ -20,7 +20,10 @@ Exit status 0 when every file was scored, 1 when some are in errors.csv, 2 on
 bad arguments.
 """
 
+import collections
+import concurrent.futures
 import csv
+import functools
 import json
 import os
 import sys
@@ -39,23 +42,35 @@ SCORES_FILE, ERRORS_FILE, SUMMARY_FILE, MAPS_DIR = ("scores.csv", "errors.csv",
                                                     "summary.json", "maps")
 OVERLAY_MIN_SIZE = 256  # overlays are enlarged (nearest) to at least this many pixels
 OVERLAY_ALPHA = 0.6
+PENDING_OVERLAYS = 256
+PNG_COMPRESSION = 1  # zlib level of the overlays: fast to write, ~1.5x the smallest size
+
+
+@functools.cache
+def _colours():
+    """The inferno colour map as a [256, 3] lookup table in [0, 1]."""
+    from matplotlib import colormaps
+
+    return colormaps["inferno"](np.linspace(0.0, 1.0, 256))[:, :3]
 
 
 def overlay(image, values) -> Image.Image:
     """The map (inferno colours, 0 to its maximum) blended over the input, [S, S, C] uint8;
     where the map is low the input shows through."""
-    from matplotlib import colormaps
-
     values = np.asarray(values, np.float64)
     scale = values.max() if values.max() > 0 else 1.0
     level = np.clip(values / scale, 0.0, 1.0)
-    colour = colormaps["inferno"](level)[..., :3]
+    colour = _colours()[np.rint(level * 255).astype(np.int32)]
     gray = np.repeat(image[..., :1], 3, -1) if image.shape[-1] == 1 else image
     alpha = OVERLAY_ALPHA * level[..., None]
     blended = (1 - alpha) * gray / 255.0 + alpha * colour
     result = Image.fromarray(np.rint(blended * 255).astype(np.uint8), "RGB")
     factor = max(1, -(-OVERLAY_MIN_SIZE // image.shape[0]))
     return result.resize((image.shape[1] * factor, image.shape[0] * factor), Image.NEAREST)
+
+
+def _write_overlay(image, values, path):
+    overlay(image, values).save(path, compress_level=PNG_COMPRESSION)
 
 
 class Outputs:
@@ -74,6 +89,10 @@ class Outputs:
         self.volumes = {}  # path -> (Volume, maps by slice) until every slice is scored
         self.counts = {"images": 0, "abnormal": 0}
         self.stems = {}  # input path -> its name under maps/
+        # PNG encoding releases the GIL: overlays are written by threads, at most
+        # PENDING_OVERLAYS in flight, while the next batch is read and scored.
+        self.pool = concurrent.futures.ThreadPoolExecutor(min(os.cpu_count() or 1, 8))
+        self.pending = collections.deque()
 
     def _name(self, path, number, suffix):
         stem = self.stems.get(path)
@@ -98,7 +117,9 @@ class Outputs:
             relative = self._name(read.path, number, ".png")
             target = os.path.join(self.out_dir, relative)
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            overlay(image, values).save(target)
+            self.pending.append(self.pool.submit(_write_overlay, image, values, target))
+            while len(self.pending) > PENDING_OVERLAYS:
+                self.pending.popleft().result()
         self.scores.writerow([read.path, "" if number is None else number,
                               f"{score:.8g}", decision, relative])
         self.counts["images"] += 1
@@ -113,6 +134,11 @@ class Outputs:
                 del self.volumes[read.path]
 
     def close(self):
+        try:
+            while self.pending:
+                self.pending.popleft().result()
+        finally:
+            self.pool.shutdown(cancel_futures=True)
         self.scores_file.close()
         os.replace(self.scores_file.name, os.path.join(self.out_dir, SCORES_FILE))
         path = os.path.join(self.out_dir, ERRORS_FILE)

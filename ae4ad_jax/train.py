@@ -350,6 +350,27 @@ def _is_checkpoint_epoch(epoch, config):
     return (_is_eval_epoch(epoch, config) or epoch % config.checkpoint_every_epochs == 0)
 
 
+class EpochClock:
+    """Time left from the epochs run so far, evaluations and saves included. The first
+    epoch of a process also compiles, so it is left out once a second has run."""
+
+    def __init__(self, start_epoch):
+        self.start_epoch, self.start, self.ends = start_epoch, time.time(), []
+
+    def epoch_done(self):
+        self.ends.append(time.time())
+
+    def seconds_left(self, epoch, num_epochs):
+        """At the end of `epoch` (before its evaluation): the mean time of the epochs
+        since the first (or of the first alone), times the epochs left."""
+        now = time.time()
+        if not self.ends:
+            per_epoch = now - self.start
+        else:
+            per_epoch = (now - self.ends[0]) / (epoch - self.start_epoch - 1)
+        return per_epoch * (num_epochs - epoch)
+
+
 def _load_for_run(config, workdir, eval_only, data=None):
     """Everything a run needs before its first step; all user-input checks happen here.
 
@@ -401,7 +422,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                     f"({layout.members} x {layout.data} member x data, {layout.form}), "
                     f"{jax.process_count()} process(es).")
     last_saved, rows = start_epoch, None
-    train_start = time.time()
+    clock = EpochClock(start_epoch)
     try:
         for epoch in range(start_epoch + 1, 1 if eval_only else config.num_epochs + 1):
             epoch_start = time.time()
@@ -411,10 +432,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             losses = sharding.to_host(step_metrics["loss"])  # [M, steps]
             _check_finite(losses, epoch, steps_per_epoch, last_saved, workdir)
             seconds = time.time() - epoch_start
-            per_epoch = (time.time() - train_start) / (epoch - start_epoch)
             writer.write_train(epoch, losses.mean(axis=1),
                                data.train_images.shape[0] * len(members) / seconds,
-                               config.num_epochs, per_epoch * (config.num_epochs - epoch))
+                               config.num_epochs, clock.seconds_left(epoch, config.num_epochs))
             rows = None
             if _is_eval_epoch(epoch, config):
                 rows, scores = evaluate_members(state, members, data, placed, config, method,
@@ -423,6 +443,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             if _is_checkpoint_epoch(epoch, config):
                 checkpointing.save(manager, epoch, state)
                 last_saved = epoch
+            clock.epoch_done()
     finally:  # a save in flight completes even when training stops with an error
         manager.wait_until_finished()
     if rows is None:

@@ -4,9 +4,9 @@
 
 Writes `num_images` 256x256 gray PNGs and one 256x256x155 NIfTI volume (the
 BraTS grid) into a scratch folder, then scores the folder twice with the
-workdir's member 0: with overlay PNGs (the default) and without them. Prints
-both wall times and rates as JSON. The first timing includes compiling the
-scoring program once.
+workdir's member 0: with overlay PNGs (the default) and without them. A first
+call on one file, timed apart, loads the checkpoint and compiles the scoring
+program (a cost paid once per process). Prints the timings and rates as JSON.
 """
 
 import json
@@ -52,6 +52,10 @@ def main(argv):
     write_inputs(inputs, FLAGS.num_images)
     images = FLAGS.num_images + VOLUME_SHAPE[2]
     results = {"files": FLAGS.num_images + 1, "images": images}
+    start = time.time()
+    score_files(FLAGS.workdir, [os.path.join(inputs, "png", "00000.png")],
+                os.path.join(FLAGS.root, "out_first"))
+    results["first_call_seconds"] = round(time.time() - start, 1)
     for overlays in (True, False):
         start = time.time()
         summary = score_files(FLAGS.workdir, [inputs],
