@@ -1,5 +1,5 @@
-"""Test settings: fast CPU compiles, the command line's XLA:CPU option, repository root
-importable (for `configs`)."""
+"""Test settings: fast CPU compiles (here and in subprocesses), the command line's
+XLA:CPU option, repository root importable (for `configs`)."""
 
 import os
 import sys
@@ -15,6 +15,8 @@ from ae4ad_jax import cpu_kernels, sharding  # noqa: E402
 
 cpu_kernels.apply_xla_cpu_flags()  # as the command-line entry points do
 jax.config.update("jax_disable_most_optimizations", True)
+# The same for the command lines and scripts that tests start in subprocesses.
+os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
 
 
 @pytest.fixture(autouse=True, scope="module")
