@@ -69,8 +69,7 @@ class AnomalyDetector:
     @property
     def threshold_(self) -> float:
         """Scores above this are called abnormal."""
-        self.detector.decide([])  # a clear error when the run set no threshold
-        return self.detector.threshold
+        return self.detector.require_threshold()
 
     @property
     def decision_scores_(self) -> np.ndarray:

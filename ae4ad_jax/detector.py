@@ -60,13 +60,16 @@ class Detector:
             return {"score": np.zeros(0, np.float32)}
         return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
-    def decide(self, scores):
-        """1 (abnormal) where the score is above the threshold, else 0."""
+    def require_threshold(self) -> float:
         if self.threshold is None:
             raise UserError(f"{self.workdir} has no decision threshold for the checkpoint of "
                             f"epoch {self.epoch}: run `python -m ae4ad_jax.main "
                             f"--workdir={self.workdir} --eval_only` to set it, or give one.")
-        return (np.asarray(scores) > self.threshold).astype(np.int32)
+        return self.threshold
+
+    def decide(self, scores):
+        """1 (abnormal) where the score is above the threshold, else 0."""
+        return (np.asarray(scores) > self.require_threshold()).astype(np.int32)
 
 
 def _writer(workdir) -> str | None:
@@ -122,9 +125,7 @@ def load(workdir: str, index: int = 0) -> Detector:
         raise UserError(f"Workdir {workdir} does not exist.")
     config, method, members, state, epoch = _restore(workdir, index)
     chosen = jax.device_get(sharding.to_host(ensemble.member(state, index, keep_axis=True)))
-    weights = {"variables": {"params": chosen.params, "batch_stats": chosen.batch_stats,
-                             **chosen.constants},
-               "latent_mask": chosen.latent_mask, "rng": chosen.rng}
+    weights = evaluate.scoring_weights(chosen)
     threshold, rate = read_threshold(workdir, index, epoch)
     return Detector(config, method, {"member": index, **members[index]}, weights, epoch,
                     threshold, rate, workdir)

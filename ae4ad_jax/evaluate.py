@@ -39,6 +39,14 @@ def forward_fn(method, member):
     return forward
 
 
+def scoring_weights(state) -> dict:
+    """What scoring reads of a train state (any leading member axes kept): the model's
+    variables, the latent mask and the members' keys."""
+    return {"variables": {"params": state.params, "batch_stats": state.batch_stats,
+                          **state.constants},
+            "latent_mask": state.latent_mask, "rng": state.rng}
+
+
 def _score_batch(method, member, images, positions, with_maps):
     """Scores one batch for one member: dict of [B] (and [B, H, W]) arrays; `positions`
     are the images' indices in the scored set (their random streams)."""

@@ -246,8 +246,7 @@ def write_examples(workdir, state, data, config, method):
     indices = _example_indices(data.test_labels, config.eval.num_examples)
     first = ensemble.member(state, 0)
     images = input_pipeline.to_float(data.test_images[indices])
-    member = {"variables": {"params": first.params, "batch_stats": first.batch_stats,
-                            **first.constants}, "latent_mask": first.latent_mask}
+    member = evaluate.scoring_weights(first)
     forward = evaluate.forward_fn(method, member)
     keys = jax.random.split(jax.random.PRNGKey(0), len(indices))
     maps, _, outputs = method.score(forward, images, jax.random.key_data(keys),

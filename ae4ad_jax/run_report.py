@@ -53,8 +53,7 @@ def shown_members(workdirs) -> list[dict]:
         path = os.path.join(workdir, run_outputs.SCORES_FILE)
         if not os.path.exists(path):
             continue
-        with open(os.path.join(workdir, run_outputs.SUMMARY_FILE)) as f:
-            rows = json.load(f)["metrics"]
+        rows = _read_summary(workdir)["metrics"]
         with np.load(path) as saved:
             if "test" not in saved:
                 continue
@@ -144,58 +143,53 @@ def write_score_figures(workdirs, out_dir) -> None:
             copy.write(source.read())
 
 
-def _run_lines(workdirs) -> list[str]:
-    lines = []
-    for workdir in workdirs:
-        with open(os.path.join(workdir, run_outputs.SUMMARY_FILE)) as f:
-            summary = json.load(f)
-        # summaries of older versions lack some of these
-        config, manifest = summary.get("config", {}), summary.get("manifest", {})
-        source, devices = manifest.get("source", {}), manifest.get("devices", {})
-        commit = (source.get("commit") or "unknown")[:12] + (
-            " (with changes)" if source.get("dirty") else "")
-        minutes = (f"{summary['wall_time_s'] / 60:.1f} min" if "wall_time_s" in summary
-                   else "? min")
-        lines.append(
-            f"- `{workdir}`: method {config.get('method', '?')} on "
+def _read_summary(workdir) -> dict:
+    with open(os.path.join(workdir, run_outputs.SUMMARY_FILE)) as f:
+        return json.load(f)
+
+
+def _run_line(workdir, summary) -> str:
+    # summaries of older versions lack some of these
+    config, manifest = summary.get("config", {}), summary.get("manifest", {})
+    source, devices = manifest.get("source", {}), manifest.get("devices", {})
+    commit = (source.get("commit") or "unknown")[:12] + (
+        " (with changes)" if source.get("dirty") else "")
+    minutes = (f"{summary['wall_time_s'] / 60:.1f} min" if "wall_time_s" in summary
+               else "? min")
+    return (f"- `{workdir}`: method {config.get('method', '?')} on "
             f"{config.get('dataset', '?')}, {len(summary['metrics'])} member(s), "
             f"{config.get('num_epochs', '?')} epochs, {minutes} on "
             f"{devices.get('count', '?')} x {devices.get('kind', '?')}; commit {commit}.")
-    return lines
 
 
-def _threshold_lines(workdirs) -> list[str]:
-    lines = ["| member | d | seed | threshold | FPR, test normal | TPR, test abnormal |",
-             "|---|---|---|---|---|---|"]
-    for workdir in workdirs:
-        with open(os.path.join(workdir, run_outputs.SUMMARY_FILE)) as f:
-            rows = json.load(f)["metrics"]
-        for row in rows:
-            if "fpr_test_normal" not in row:
-                return []
-            lines.append(f"| {row['member']} | {row['latent_size']} | {row['seed']} | "
-                         f"{row['threshold']:.5g} | {100 * row['fpr_test_normal']:.1f}% | "
-                         f"{100 * row['tpr_test_abnormal']:.1f}% |")
-    return lines
+def _threshold_lines(rows) -> list[str]:
+    """The thresholds table; none when a row lacks the test columns (older runs)."""
+    if not all("fpr_test_normal" in row for row in rows):
+        return []
+    return ["| member | d | seed | threshold | FPR, test normal | TPR, test abnormal |",
+            "|---|---|---|---|---|---|"] + [
+        f"| {row['member']} | {row['latent_size']} | {row['seed']} | {row['threshold']:.5g} | "
+        f"{100 * row['fpr_test_normal']:.1f}% | {100 * row['tpr_test_abnormal']:.1f}% |"
+        for row in rows]
 
 
 def write_page(workdirs, out_dir, table_markdown) -> str:
     """report.md: the runs, the table, the thresholds, and every figure present."""
-    with open(os.path.join(workdirs[0], run_outputs.SUMMARY_FILE)) as f:
-        rate = json.load(f).get("config", {}).get("eval", {}).get("false_positive_rate")
-    lines = ["# Report", "", *_run_lines(workdirs), "", "## Metrics", "", table_markdown]
-    thresholds = _threshold_lines(workdirs)
+    summaries = {workdir: _read_summary(workdir) for workdir in workdirs}
+    rows = [row for summary in summaries.values() for row in summary["metrics"]]
+    rate = summaries[workdirs[0]].get("config", {}).get("eval", {}).get(
+        "false_positive_rate")
+    lines = ["# Report", "", *(_run_line(w, s) for w, s in summaries.items()), "",
+             "## Metrics", "", table_markdown]
+    thresholds = _threshold_lines(rows)
     if thresholds and rate is not None:
         lines += ["", "## Decision thresholds", "",
                   f"Set on normal images only, at a {100 * rate:g}% false-positive rate; "
                   "the test columns show how they hold on the test images.", "", *thresholds]
     lines += ["", "## Figures", ""]
-    sizes = set()
-    for workdir in workdirs:
-        with open(os.path.join(workdir, run_outputs.SUMMARY_FILE)) as f:
-            sizes |= {row["latent_size"] for row in json.load(f)["metrics"]}
+    one_size = len({row["latent_size"] for row in rows}) < 2
     for name, title in FIGURE_TITLES:
-        if name in AGAINST_D and len(sizes) < 2:
+        if name in AGAINST_D and one_size:
             continue  # one latent size: no curve against d
         if os.path.exists(os.path.join(out_dir, name)):
             lines += [f"{title}", "", f"![{name}]({name})", ""]

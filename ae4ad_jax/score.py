@@ -86,7 +86,7 @@ class Outputs:
         self.scores = csv.writer(self.scores_file)
         self.scores.writerow(["file", "slice", "score", "decision", "map"])
         self.errors = []
-        self.volumes = {}  # path -> (Volume, maps by slice) until every slice is scored
+        self.volumes = {}  # NIfTI path -> {slice: map} until every slice is scored
         self.counts = {"images": 0, "abnormal": 0}
         self.stems = {}  # input path -> its name under maps/
         # PNG encoding releases the GIL: overlays are written by threads, at most

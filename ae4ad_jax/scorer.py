@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from ae4ad_jax import ensemble, evaluate
+from ae4ad_jax import detector as detector_lib
+from ae4ad_jax import evaluate
 from ae4ad_jax.errors import UserError, exit_on_user_error
 
 PLATFORMS = ("cpu", "cuda", "tpu")
@@ -22,15 +23,10 @@ PLATFORMS = ("cpu", "cuda", "tpu")
 
 def export_scorer(workdir: str, index: int, out_path: str) -> dict:
     """Writes member `index`'s scorer to `out_path`; returns what it takes and gives."""
-    from ae4ad_jax import export, sharding
-
-    config, method, members, state, epoch = export.restore_member(workdir, index)
-    member = jax.device_get(sharding.to_host(ensemble.member(state, index, keep_axis=True)))
-    weights = {"variables": {"params": member.params, "batch_stats": member.batch_stats,
-                             **member.constants},
-               "latent_mask": member.latent_mask, "rng": member.rng}
+    detector = detector_lib.load(workdir, index)
+    config, method, weights = detector.config, detector.method, detector.weights
     batch = config.eval.batch_size
-    shape = (batch, config.image_size, config.image_size, config.channels)
+    shape = (batch,) + detector.image_shape
 
     def score(images):
         out = evaluate.score_images(weights, images, method=method, batch_size=batch,
@@ -48,7 +44,8 @@ def export_scorer(workdir: str, index: int, out_path: str) -> dict:
                         f"{str(error).splitlines()[0]}") from None
     with open(out_path, "wb") as f:
         f.write(exported.serialize())
-    return {**members[index], "epoch": epoch, "input": list(shape), "dtype": "uint8"}
+    return {**detector.member, "epoch": detector.epoch, "input": list(shape),
+            "dtype": "uint8"}
 
 
 def load_scorer(path: str):

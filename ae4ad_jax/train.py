@@ -287,10 +287,7 @@ def score_members(state, rows, *, config, method, plan, layout=None, with_maps=F
         batch_size=batching.num_batches(config.eval.batch_size, layout.data))
 
     def score_chunk(state):
-        members = {"variables": {"params": state.params, "batch_stats": state.batch_stats,
-                                 **state.constants},
-                   "latent_mask": state.latent_mask, "rng": state.rng}
-        return score(members, rows.images)
+        return score(evaluate.scoring_weights(state), rows.images)
 
     scores = sharding.to_host(ensemble.in_chunks(score_chunk, state,
                                                  _members_per_program(plan, layout)))
