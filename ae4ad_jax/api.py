@@ -13,19 +13,23 @@ when none is given), and sets `threshold_` at the config's
 `eval.false_positive_rate` on normal images (the held-out `val_fraction`, else
 the training images). Images are numpy arrays of any size with 1 or 3 channels
 (uint8, or floats in [0, 1]), converted as the training images are
-(`detector.conform`).
+(`data.preprocessing.conform`).
+
+Scoring needs only `serving/`; `fit`, `save` and `export` import the trainer when
+they run.
 """
 
-import json
 import os
-import shutil
 import tempfile
 
 import numpy as np
 
-from ae4ad_jax import detector as detector_lib
-from ae4ad_jax import input_pipeline, run_outputs
-from ae4ad_jax.errors import UserError
+from ae4ad_jax.core import files
+from ae4ad_jax.core.errors import UserError
+from ae4ad_jax.data import pipeline
+from ae4ad_jax.data.preprocessing import conform
+from ae4ad_jax.runs import outputs
+from ae4ad_jax.serving import detector as detector_lib
 
 
 class AnomalyDetector:
@@ -42,19 +46,20 @@ class AnomalyDetector:
         del y
         if self.config is None:
             raise UserError("AnomalyDetector.fit needs a config: AnomalyDetector(config).")
-        from ae4ad_jax import methods, train
+        from ae4ad_jax.methods import registry
+        from ae4ad_jax.training import loop
 
-        config = methods.resolve_config(self.config.copy_and_resolve_references())
+        config = registry.resolve_config(self.config.copy_and_resolve_references())
         with config.unlocked():
-            config.dataset = input_pipeline.ARRAYS
-        images = detector_lib.conform(images, config.image_size, config.channels)
-        train_images, val_images = input_pipeline.split_validation(
+            config.dataset = pipeline.ARRAYS
+        images = conform(images, config.image_size, config.channels)
+        train_images, val_images = pipeline.split_validation(
             images, config.val_fraction, config.seed)
-        data = input_pipeline.Data(
+        data = pipeline.Data(
             train_images=train_images, val_images=val_images,
             test_images=images[:0], test_labels=np.zeros(0, np.int32), test_masks=None)
         self.workdir = self.workdir or tempfile.mkdtemp(prefix="ae4ad_detector_")
-        train.train_and_evaluate(config, self.workdir, data=data)
+        loop.train_and_evaluate(config, self.workdir, data=data)
         self._detector = detector_lib.load(self.workdir, self.member)
         return self
 
@@ -74,18 +79,16 @@ class AnomalyDetector:
     @property
     def decision_scores_(self) -> np.ndarray:
         """Scores of the normal images that set the threshold (PyOD's attribute)."""
-        path = os.path.join(self.detector.workdir, run_outputs.SCORES_FILE)
-        if not os.path.exists(path):
-            raise UserError(f"{path} does not exist (runs write it since December 2026): "
-                            f"rerun `python -m ae4ad_jax.main --workdir="
-                            f"{self.detector.workdir} --eval_only`.")
-        with np.load(path) as saved:
-            return saved["normal"][self.detector.member["member"]]
+        saved = outputs.read_scores(self.detector.workdir)
+        if saved is None:
+            raise UserError(f"{self.detector.workdir} holds no {outputs.SCORES_FILE}: rerun "
+                            f"`python -m ae4ad_jax.main --workdir={self.detector.workdir} "
+                            "--eval_only`.")
+        return saved["normal"][self.detector.member["member"]]
 
     def _score(self, images) -> dict:
         config = self.detector.config
-        return self.detector.score(detector_lib.conform(images, config.image_size,
-                                                        config.channels))
+        return self.detector.score(conform(images, config.image_size, config.channels))
 
     def decision_function(self, images) -> np.ndarray:
         """Anomaly score per image [N]; higher is more abnormal."""
@@ -107,27 +110,27 @@ class AnomalyDetector:
     def save(self, path: str) -> str:
         """Writes the detector (config.json, checkpoint, thresholds.json) to `path`, a
         workdir that `load`, `python -m ae4ad_jax.score` and `.main --eval_only` read."""
-        from ae4ad_jax import export
+        from ae4ad_jax.training.export import export_member
 
-        detector = self.detector
+        detector, index = self.detector, self.detector.member["member"]
         if os.path.exists(path) and os.listdir(path):
             raise UserError(f"{path} exists and is not empty; save to a new folder.")
-        tmp = path.rstrip("/") + ".partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        export.export_member(detector.workdir, detector.member["member"], tmp)
         member = {k: v for k, v in detector.member.items() if k != "member"}
-        with open(os.path.join(tmp, run_outputs.THRESHOLDS_FILE), "w") as f:
-            json.dump({"epoch": detector.epoch,
-                       "false_positive_rate": detector.false_positive_rate,
-                       "members": [{"member": 0, **member,
-                                    "threshold": detector.threshold}]}, f, indent=2)
-        for name in (run_outputs.SCORES_FILE, run_outputs.SUMMARY_FILE):
-            source = os.path.join(detector.workdir, name)
-            if os.path.exists(source):
-                _copy_member_file(source, os.path.join(tmp, name), detector.member["member"])
-        if os.path.exists(path):
-            os.rmdir(path)
-        os.replace(tmp, path)
+        with files.atomic_path(path) as partial:
+            export_member(detector.workdir, index, partial)
+            files.write_json(os.path.join(partial, outputs.THRESHOLDS_FILE), {
+                "epoch": detector.epoch, "false_positive_rate": detector.false_positive_rate,
+                "members": [{"member": 0, **member, "threshold": detector.threshold}]})
+            scores = outputs.read_scores(detector.workdir)
+            if scores is not None:
+                outputs.write_scores(partial, {k: v[index:index + 1] for k, v in scores.items()
+                                               if k != "test_labels"},
+                                     scores.get("test_labels"))
+            if os.path.exists(os.path.join(detector.workdir, outputs.SUMMARY_FILE)):
+                summary = outputs.read_summary(detector.workdir)
+                summary["metrics"] = [dict(row, member=0) for row in summary["metrics"]
+                                      if row["member"] == index]
+                files.write_json(os.path.join(partial, outputs.SUMMARY_FILE), summary)
         return path
 
     @classmethod
@@ -140,24 +143,7 @@ class AnomalyDetector:
 
     def export(self, path: str) -> dict:
         """The scoring function as a `jax.export` artefact (see `ae4ad_jax.scorer`)."""
-        from ae4ad_jax import scorer
+        from ae4ad_jax.serving.exported import export_scorer
 
-        return scorer.export_scorer(self.detector.workdir, self.detector.member["member"],
+        return export_scorer(self.detector.workdir, self.detector.member["member"],
                                     path)
-
-
-def _copy_member_file(source, target, index):
-    """scores.npz / summary.json cut to one member (it becomes member 0)."""
-    if source.endswith(".npz"):
-        with np.load(source) as saved:
-            arrays = {k: (v if k == "test_labels" else v[index:index + 1])
-                      for k, v in saved.items()}
-        with open(target, "wb") as f:
-            np.savez(f, **arrays)
-        return
-    with open(source) as f:
-        summary = json.load(f)
-    summary["metrics"] = [dict(row, member=0) for row in summary["metrics"]
-                          if row["member"] == index]
-    with open(target, "w") as f:
-        json.dump(summary, f, indent=2)

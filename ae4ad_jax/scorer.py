@@ -1,80 +1,24 @@
-"""A trained member's scoring function as a serialised `jax.export` artefact (StableHLO).
+"""Command line: export a trained member's scoring function with `jax.export` (StableHLO).
 
     python -m ae4ad_jax.scorer --workdir=runs/default --member=0 --out=scorer.bin
 
-The artefact maps a batch of uint8 images [B, H, W, C] (B = the run's
-`eval.batch_size`, H, W, C as in training) to image scores [B] and anomaly maps
-[B, H, W], with the member's weights inside. `load_scorer` needs JAX and numpy
-only, not this package's training code: it pads any number of images to whole
-batches and cuts the padding off.
+What the artefact takes and gives, and how to load it: `serving/exported.py`.
 """
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 from absl import app, flags
 
-from ae4ad_jax import detector as detector_lib
-from ae4ad_jax import evaluate
-from ae4ad_jax.errors import UserError, exit_on_user_error
-
-PLATFORMS = ("cpu", "cuda", "tpu")
-
-
-def export_scorer(workdir: str, index: int, out_path: str) -> dict:
-    """Writes member `index`'s scorer to `out_path`; returns what it takes and gives."""
-    detector = detector_lib.load(workdir, index)
-    config, method, weights = detector.config, detector.method, detector.weights
-    batch = config.eval.batch_size
-    shape = (batch,) + detector.image_shape
-
-    def score(images):
-        out = evaluate.score_images(weights, images, method=method, batch_size=batch,
-                                    with_maps=True)
-        result = {"score": out["score"][0]}
-        if "map" in out:
-            result["map"] = out["map"][0]
-        return result
-
-    try:
-        exported = jax.export.export(jax.jit(score), platforms=PLATFORMS)(
-            jax.ShapeDtypeStruct(shape, jnp.uint8))
-    except Exception as error:  # a platform this program cannot be lowered for
-        raise UserError(f"Cannot export the scorer of {workdir} member {index}: "
-                        f"{str(error).splitlines()[0]}") from None
-    with open(out_path, "wb") as f:
-        f.write(exported.serialize())
-    return {**detector.member, "epoch": detector.epoch, "input": list(shape),
-            "dtype": "uint8"}
-
-
-def load_scorer(path: str):
-    """`score(images) -> {"score": [N], "map": [N, H, W]}` for uint8 images [N, H, W, C]."""
-    with open(path, "rb") as f:
-        exported = jax.export.deserialize(bytearray(f.read()))
-    shape = exported.in_avals[0].shape
-
-    def score(images):
-        images = np.asarray(images, np.uint8)
-        if images.shape[1:] != shape[1:]:
-            raise ValueError(f"The scorer takes images of shape {shape[1:]}, got "
-                             f"{images.shape[1:]}.")
-        n, batch = len(images), shape[0]
-        padded = np.zeros((-(-n // batch) * batch,) + shape[1:], np.uint8)
-        padded[:n] = images
-        parts = [exported.call(padded[i:i + batch]) for i in range(0, len(padded), batch)]
-        return {key: np.concatenate([np.asarray(p[key]) for p in parts])[:n]
-                for key in parts[0]}
-
-    return score
-
-
-FLAGS = flags.FLAGS
+from ae4ad_jax.core.errors import exit_on_user_error
+from ae4ad_jax.core.logs import quiet_library_logs
+from ae4ad_jax.nets import cpu_kernels
+from ae4ad_jax.serving.exported import export_scorer
 
 
 def main(argv):
     del argv
-    print(exit_on_user_error(export_scorer, FLAGS.workdir, FLAGS.member, FLAGS.out))
+    cpu_kernels.apply_xla_cpu_flags()
+    quiet_library_logs()
+    f = flags.FLAGS
+    print(exit_on_user_error(export_scorer, f.workdir, f.member, f.out))
 
 
 if __name__ == "__main__":

@@ -2,14 +2,12 @@
 
     python -m ae4ad_jax.main --config=configs/brain.py --workdir=runs/brain
 
-600 epochs, evaluated after epoch 1, every 25 epochs and at the end.
+The short form of `configs/benchmark.py:brain`; its Table 1 and Table 2 are
+`benchmark.py:brain,table1` and `benchmark.py:brain,table2` (see benchmark.py).
 """
 
-from configs import default
+from configs import benchmark
 
 
 def get_config():
-    config = default.get_config()
-    config.dataset = "brain"
-    config.num_epochs = 600
-    return config
+    return benchmark.get_config("brain")

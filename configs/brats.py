@@ -2,14 +2,12 @@
 
     python -m ae4ad_jax.main --config=configs/brats.py --workdir=runs/brats
 
-250 epochs, evaluated after epoch 1, every 25 epochs and at the end.
+The short form of `configs/benchmark.py:brats`; its Table 1 and Table 2 are
+`benchmark.py:brats,table1` and `benchmark.py:brats,table2` (see benchmark.py).
 """
 
-from configs import default
+from configs import benchmark
 
 
 def get_config():
-    config = default.get_config()
-    config.dataset = "brats"
-    config.num_epochs = 250
-    return config
+    return benchmark.get_config("brats")

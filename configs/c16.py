@@ -2,15 +2,12 @@
 
     python -m ae4ad_jax.main --config=configs/c16.py --workdir=runs/c16
 
-250 epochs, evaluated after epoch 1, every 25 epochs and at the end.
+The short form of `configs/benchmark.py:c16`; its Table 1 and Table 2 are
+`benchmark.py:c16,table1` and `benchmark.py:c16,table2` (see benchmark.py).
 """
 
-from configs import default
+from configs import benchmark
 
 
 def get_config():
-    config = default.get_config()
-    config.dataset = "c16"
-    config.channels = 3
-    config.num_epochs = 250
-    return config
+    return benchmark.get_config("c16")

@@ -2,18 +2,17 @@
 
     python -m ae4ad_jax.main --config=configs/default.py --workdir=runs/default
 
-Every other config imports this one and overrides what differs. The optimiser,
+Every other config starts from this one (`benchmark.py` for the datasets and the
+paper's tables, `test.py` for tests) and overrides what differs. The optimiser,
 batch size, architecture and preprocessing are the reference's
-(../shared/REFERENCE.md); only the number of epochs is cut for `phantom`.
+(../shared/REFERENCE.md); only the number of epochs is cut for `phantom`. The
+declared groups (`model`, `rate` and each method's own) take their defaults from
+their declarations (ae4ad_jax/methods/registry.py).
 """
 
 import ml_collections
 
-from ae4ad_jax.methods import CONFIG_DEFAULTS, OVERRIDE_DEFAULTS, RATE_DEFAULTS
-
-# The paper's latent-size ablation (Table 1): latent sizes and seeds.
-PAPER_LATENT_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
-PAPER_SEEDS = (0, 1, 2)
+from ae4ad_jax.methods import registry
 
 
 def get_config():
@@ -21,7 +20,7 @@ def get_config():
     config.dataset = "phantom"
     config.data_dir = ""  # raw data folder of a real dataset ("" = the dataset's default)
     config.tfds_dir = "~/tensorflow_datasets"  # where prepared datasets are written
-    # One of ae4ad_jax.methods.NAMES (the README's method table). `methods`, when set, runs
+    # One of ae4ad_jax.methods.registry.NAMES (the README's method table). `methods`, when set, runs
     # each listed method in WORKDIR/<method> and writes WORKDIR/table2.md, taking AE[d_opt]
     # from the Table 1 run in `table1_workdir`.
     config.method = "ae"
@@ -43,23 +42,18 @@ def get_config():
     config.eval_every_epochs = 25  # also evaluated after epoch 1 and the last epoch
     config.checkpoint_every_epochs = 5  # also saved at every evaluation
 
-    config.model = ml_collections.ConfigDict(dict(
-        base_width=16, expansion=1, hidden_width=1024,
-        encoder_depth=1, decoder_depth=1, spatial=False,
-        # "bfloat16": activations and products in bfloat16 (for GPUs/TPUs); parameters,
-        # optimiser state, BatchNorm statistics and the loss stay float32.
-        compute_dtype="float32"))
     config.optim = ml_collections.ConfigDict(dict(b1=0.9, b2=0.999, eps=1e-8))
-    # Each method's own settings at the reference's values: vae, memae, ceae, ssim,
-    # perceptual (vgg_weights: the VGG19 .npz the perceptual AE needs), ganomaly, dae.
-    for group, values in CONFIG_DEFAULTS.items():
+    # Declared groups at their declared defaults: `model` (the architecture and compute
+    # dtype, nets/autoencoder.py), `rate` (the learned rate, below) and each method's own
+    # settings: vae, memae, ceae, ssim, perceptual (vgg_weights: the VGG19 .npz the
+    # perceptual AE needs), ganomaly, dae (ae4ad_jax/methods/<method>.py).
+    for group, values in registry.config_groups().items():
         config[group] = ml_collections.ConfigDict(values)
     # Top-level keys a method sets when it is the one that runs (the DAE: image_size 128,
     # batch_size 16, as the reference); change or empty them to run it otherwise.
-    config.method_overrides = ml_collections.ConfigDict(
-        {name: dict(values) for name, values in OVERRIDE_DEFAULTS.items()})
+    config.method_overrides = ml_collections.ConfigDict(registry.override_defaults())
     # Latent entropy H(Z) of train-normal, test-normal and test-abnormal codes at every
-    # evaluation (ae4ad_jax/entropy.py): any of "gaussian", "knn", "renyi".
+    # evaluation (ae4ad_jax/estimators/entropy.py): any of "gaussian", "knn", "renyi".
     config.entropy_estimators = ("gaussian", "knn")
     # Entropy-controlled training: loss = MSE + entropy_weight * (matrix Renyi-2 entropy of
     # the batch's latent codes). entropy_weights, when set, is an ensemble axis.
@@ -67,13 +61,12 @@ def get_config():
     config.entropy_weights = ()
     # Bootstrap resamples behind each entropy estimate's 95% interval (0: no intervals).
     config.entropy_bootstrap = 50
-    # A learned rate (ae4ad_jax/rate.py): with rate.enabled the decoder reads the latent
-    # code standardised per unit and quantised with step rate.step (in standard
-    # deviations), and every evaluation reports the code's rate in bits per image under a
-    # learned factorised density (hidden widths rate.filters, its own Adam learning rate).
-    # Rate-distortion training: loss = reconstruction + rate_weight * bits; rate_weights,
-    # when set, is an ensemble axis.
-    config.rate = ml_collections.ConfigDict(RATE_DEFAULTS)
+    # The learned rate (group `rate`, ae4ad_jax/nets/rate.py): with rate.enabled the decoder
+    # reads the latent code standardised per unit and quantised with step rate.step (in
+    # standard deviations), and every evaluation reports the code's rate in bits per image
+    # under a learned factorised density (hidden widths rate.filters, its own Adam
+    # learning rate). Rate-distortion training: loss = reconstruction + rate_weight *
+    # bits; rate_weights, when set, is an ensemble axis.
     config.rate_weight = 0.0
     config.rate_weights = ()
     # Scoring batch (it does not change the scores), examples per class in examples.png,
@@ -83,20 +76,20 @@ def get_config():
                                                  false_positive_rate=0.05))
     config.phantom = ml_collections.ConfigDict(dict(
         num_train=3000, num_test_normal=500, num_test_abnormal=500, seed=0))
-    # Devices (ae4ad_jax/sharding.py): "mesh" (jit over a device mesh), "pmap", or "none"
+    # Devices (ae4ad_jax/parallel/sharding.py): "mesh" (jit over a device mesh), "pmap", or "none"
     # (the first device only). mesh_shape = (members, data) splits the ensemble's members
     # over the first axis and each batch over the second; () chooses it from the member
     # count and the device count. Neither changes results.
     config.parallelism = "mesh"
     config.mesh_shape = ()
-    # Many processes (ae4ad_jax/distributed.py): set here, or read from what Cloud TPU,
+    # Many processes (ae4ad_jax/parallel/distributed.py): set here, or read from what Cloud TPU,
     # SLURM, Open MPI or Kubernetes (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
     # JAX_PROCESS_ID) set. "auto" starts jax.distributed when a launcher says there
     # are many processes; "yes" always; "no" never.
     config.distributed = ml_collections.ConfigDict(dict(
         initialize="auto", coordinator_address="", num_processes=0, process_id=-1,
         initialization_timeout_s=300))
-    # How the run is compiled on this backend (ae4ad_jax/execution.py). These settings
+    # How the run is compiled on this backend (ae4ad_jax/parallel/execution.py). These settings
     # never change results; "auto" picks the fast choice for the backend.
     config.execution = ml_collections.ConfigDict(dict(
         kernels="auto", member_lowering="auto", epoch_loop="auto", donate_state="auto",

@@ -2,14 +2,12 @@
 
     python -m ae4ad_jax.main --config=configs/rsna.py --workdir=runs/rsna
 
-250 epochs, evaluated after epoch 1, every 25 epochs and at the end.
+The short form of `configs/benchmark.py:rsna`; its Table 1 and Table 2 are
+`benchmark.py:rsna,table1` and `benchmark.py:rsna,table2` (see benchmark.py).
 """
 
-from configs import default
+from configs import benchmark
 
 
 def get_config():
-    config = default.get_config()
-    config.dataset = "rsna"
-    config.num_epochs = 250
-    return config
+    return benchmark.get_config("rsna")

@@ -1,6 +1,9 @@
-"""A tiny config for tests: 32x32 phantom, narrow AE, two epochs (seconds on CPU).
+"""A tiny config for tests: 32x32 phantom, narrow AE, five epochs (seconds on CPU).
 
     python -m ae4ad_jax.main --config=configs/test.py --workdir=/tmp/ae4ad_test
+
+Evaluated after epoch 1 (always) and at the end; entropies without bootstrap
+intervals (the tests about intervals set `entropy_bootstrap`).
 """
 
 from configs import default
@@ -9,14 +12,15 @@ from configs import default
 def get_config():
     config = default.get_config()
     config.image_size = 32
-    config.num_epochs = 2
+    config.num_epochs = 5
     config.batch_size = 32
-    config.eval_every_epochs = 1
+    config.eval_every_epochs = 5
     config.checkpoint_every_epochs = 1
+    config.entropy_bootstrap = 0
     config.model.base_width = 8
     config.model.hidden_width = 64
     config.eval.batch_size = 64
-    config.phantom.num_train = 300
-    config.phantom.num_test_normal = 150
-    config.phantom.num_test_abnormal = 150
+    config.phantom.num_train = 256
+    config.phantom.num_test_normal = 100
+    config.phantom.num_test_abnormal = 100
     return config

@@ -46,7 +46,12 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ae4ad_jax import cpu_kernels, execution, methods, models, sharding, train  # noqa: E402
+from ae4ad_jax.evaluation import scoring  # noqa: E402
+from ae4ad_jax.methods import registry  # noqa: E402
+from ae4ad_jax.nets import cpu_kernels, layers  # noqa: E402
+from ae4ad_jax.parallel import execution, sharding  # noqa: E402
+from ae4ad_jax.training import state as train_state  # noqa: E402
+from ae4ad_jax.training import step as train_step  # noqa: E402
 from configs import default  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -105,12 +110,12 @@ def _spread(ratios):
 
 def jax_trainer(config, num_members):
     """(run one epoch of FLAGS.steps steps per member, images per epoch, compile s, plan)."""
-    method = methods.create(config)
+    method = registry.create(config)
     members = ([{"latent_size": 16, "seed": 0}] if num_members == 1 else
                [{"latent_size": LATENT_SIZES[i % 8], "seed": i // 8} for i in range(num_members)])
-    state = train.create_train_state(config, method, members)
+    state = train_state.create_train_state(config, method, members)
     plan = execution.fit_to_memory(execution.plan_execution(config), num_members,
-                                   lambda: train.member_step_bytes(state, config, method))
+                                   lambda: train_step.member_step_bytes(state, config, method))
     shape = (BATCH * FLAGS.steps, config.image_size, config.image_size, config.channels)
     images = sharding.place_rows(np.random.default_rng(0).integers(0, 256, shape, np.uint8),
                                  sharding.single_device())
@@ -118,7 +123,7 @@ def jax_trainer(config, num_members):
 
     def run():
         box["epoch"] += 1
-        box["state"], metrics = train.train_epoch(
+        box["state"], metrics = train_step.train_epoch(
             box["state"], images, box["epoch"], method=method, batch_size=BATCH, plan=plan)
         jax.block_until_ready(metrics)
 
@@ -132,16 +137,17 @@ def jax_trainer(config, num_members):
 
 def jax_scorer(config):
     """(score FLAGS.eval_images images, maps included, in one call; images scored)."""
-    method = methods.create(config)
-    state = train.create_train_state(config, method, [{"latent_size": 16, "seed": 0}])
+    method = registry.create(config)
+    state = train_state.create_train_state(config, method, [{"latent_size": 16, "seed": 0}])
     plan = execution.plan_execution(config)
     shape = (FLAGS.eval_images, config.image_size, config.image_size, config.channels)
     images = sharding.place_rows(np.random.default_rng(1).integers(0, 256, shape, np.uint8),
                                  sharding.single_device())
 
     def run():
-        train.score_members(state, images, config=config, method=method, plan=plan,
-                            with_maps=True)  # host arrays: the scores are complete
+        scoring.score_members(scoring.scoring_weights(state), images,
+                              batch_size=config.eval.batch_size, method=method, plan=plan,
+                              with_maps=True)  # host arrays: the scores are complete
 
     return run, shape[0]
 
@@ -161,8 +167,8 @@ def matmul_gflops(n=2048, repeats=10):
 
 def forward_flops(config):
     """Floating-point operations of one image's scoring forward pass (XLA's count)."""
-    method = methods.create(config)
-    state = train.create_train_state(config, method, [{"latent_size": 16, "seed": 0}])
+    method = registry.create(config)
+    state = train_state.create_train_state(config, method, [{"latent_size": 16, "seed": 0}])
     variables = jax.tree_util.tree_map(
         lambda x: x[0], {"params": state.params, "batch_stats": state.batch_stats})
     batch = 64
@@ -186,7 +192,7 @@ def torch_model(size, channels, latent=16):
         layers = [tnn.ConvTranspose2d(i, o, 4, 2, 1, bias=False)]
         return layers if last else layers + [tnn.BatchNorm2d(o), tnn.ReLU()]
 
-    fm = size // models.DOWNSAMPLE_FACTOR
+    fm = size // layers.DOWNSAMPLE_FACTOR
     return tnn.Sequential(
         *down(channels, 16), *down(16, 32), *down(32, 64), *down(64, 64), tnn.Flatten(),
         tnn.Linear(64 * fm * fm, 1024), tnn.BatchNorm1d(1024), tnn.ReLU(),

@@ -20,7 +20,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ae4ad_jax import input_pipeline  # noqa: E402
+from ae4ad_jax.data import pipeline as input_pipeline  # noqa: E402
 from configs import default  # noqa: E402
 
 FLAGS = flags.FLAGS

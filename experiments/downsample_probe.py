@@ -31,7 +31,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ae4ad_jax import cpu_kernels, models  # noqa: E402
+from ae4ad_jax.nets import cpu_kernels, kernels  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("cases", ["64x64x1", "64x64x3", "64x128x1", "256x64x1", "256x128x1"],
@@ -41,7 +41,7 @@ OUT = 16
 
 
 def _strided(x, kernel):
-    return models.XLA.downsample(x, kernel)
+    return kernels.XLA.downsample(x, kernel)
 
 
 def _kernel_grad(forward):

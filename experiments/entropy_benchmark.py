@@ -15,7 +15,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ae4ad_jax import entropy  # noqa: E402
+from ae4ad_jax.estimators import entropy  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num", 20_000, "Number of latent vectors.")
@@ -41,7 +41,7 @@ def main(argv):
     print("|---|---|---|---|")
     for d in map(int, FLAGS.dims):
         z = np.random.default_rng(0).standard_normal((FLAGS.num, d)).astype(np.float32)
-        for method in entropy.METHODS:
+        for method in entropy.ESTIMATORS:
             sample = z[:RENYI_BATCH] if method == "renyi" else z
             seconds = _time(lambda m=method, s=sample: entropy.estimate_entropy(s, m))
             print(f"| {method} | {len(sample)} | {d} | {seconds:.3f} |", flush=True)

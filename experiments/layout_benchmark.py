@@ -23,7 +23,12 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ae4ad_jax import cpu_kernels, execution, methods, sharding, train  # noqa: E402
+from ae4ad_jax.evaluation import scoring  # noqa: E402
+from ae4ad_jax.methods import registry  # noqa: E402
+from ae4ad_jax.nets import cpu_kernels  # noqa: E402
+from ae4ad_jax.parallel import execution, sharding  # noqa: E402
+from ae4ad_jax.training.state import create_train_state  # noqa: E402
+from ae4ad_jax.training.step import train_epoch  # noqa: E402
 from configs import default  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -50,9 +55,9 @@ def _layouts():
 
 def _runners(config, layout):
     """(train FLAGS.steps steps, score FLAGS.eval_images images) on `layout`."""
-    method = methods.create(config)
+    method = registry.create(config)
     plan = execution.plan_execution(config)
-    state = sharding.place(train.create_train_state(config, method, [
+    state = sharding.place(create_train_state(config, method, [
         {"latent_size": 16, "seed": 0}]), layout, sharding.MEMBERS)
     rng = np.random.default_rng(0)
     shape = (config.image_size, config.image_size, config.channels)
@@ -64,14 +69,14 @@ def _runners(config, layout):
 
     def train_round():
         box["epoch"] += 1
-        box["state"], metrics = train.train_epoch(box["state"], rows, box["epoch"],
-                                                  method=method, batch_size=BATCH, plan=plan,
-                                                  layout=layout)
+        box["state"], metrics = train_epoch(box["state"], rows, box["epoch"], method=method,
+                                            batch_size=BATCH, plan=plan, layout=layout)
         jax.block_until_ready(metrics)
 
     def score_round():
-        train.score_members(box["state"], test, config=config, method=method, plan=plan,
-                            layout=layout, with_maps=True)
+        scoring.score_members(scoring.scoring_weights(box["state"]), test,
+                              batch_size=config.eval.batch_size, method=method, plan=plan,
+                              layout=layout, with_maps=True)
 
     return train_round, score_round
 

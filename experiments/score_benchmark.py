@@ -21,8 +21,9 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ae4ad_jax import cpu_kernels, run_outputs  # noqa: E402
-from ae4ad_jax.score import score_files  # noqa: E402
+from ae4ad_jax.core.logs import quiet_library_logs  # noqa: E402
+from ae4ad_jax.nets import cpu_kernels  # noqa: E402
+from ae4ad_jax.serving.files import score_files  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", "runs/default", "A finished run.")
@@ -46,7 +47,7 @@ def write_inputs(root, num_images):
 def main(argv):
     del argv
     cpu_kernels.apply_xla_cpu_flags()
-    run_outputs.quiet_library_logs()
+    quiet_library_logs()
     shutil.rmtree(FLAGS.root, ignore_errors=True)
     inputs = os.path.join(FLAGS.root, "inputs")
     write_inputs(inputs, FLAGS.num_images)

@@ -9,7 +9,7 @@
 The grid is datasets x methods x latent sizes x seeds x entropy weights. Each
 (dataset, method) pair is one job: its latent sizes, seeds and entropy weights
 are the members of one ensemble, trained together in one program whose mesh
-(ae4ad_jax/sharding.py) spreads the members, then the batch, over every chip of
+(ae4ad_jax/parallel/sharding.py) spreads the members, then the batch, over every chip of
 the target. Without --dry_run, the script writes OUT/launch_<target>.sh (and
 runs it for --target=local). The cost estimate is computed from XLA's FLOP
 count of the train step and of scoring, the datasets' sizes and epochs, and
@@ -27,8 +27,9 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ae4ad_jax import run_outputs, sharding  # noqa: E402
-from ae4ad_jax.errors import UserError, exit_on_user_error  # noqa: E402
+from ae4ad_jax.core.errors import UserError, exit_on_user_error  # noqa: E402
+from ae4ad_jax.core.logs import quiet_library_logs  # noqa: E402
+from ae4ad_jax.parallel import sharding  # noqa: E402
 
 # Training images (normal), test images, epochs, channels: ../shared/REFERENCE.md.
 DATASETS = {
@@ -80,17 +81,18 @@ class Job:
 
 
 def make_jobs(datasets, methods, latent_sizes, seeds, entropy_weights) -> list[Job]:
-    from ae4ad_jax.methods import FAMILY
+    from ae4ad_jax.methods import registry
 
     unknown = [d for d in datasets if d not in DATASETS]
     if unknown:
         raise UserError(f"Unknown datasets {unknown}: known are {', '.join(DATASETS)}.")
-    unknown = [m for m in methods if m not in FAMILY]
+    unknown = [m for m in methods if m not in registry.NAMES]
     if unknown:
-        raise UserError(f"Unknown methods {unknown}: known are {', '.join(FAMILY)}.")
+        raise UserError(f"Unknown methods {unknown}: known are {', '.join(registry.NAMES)}.")
     # A method without a latent code (the DAE) runs over seeds only.
-    return [Job(d, m, tuple(latent_sizes) if FAMILY[m].has_latent else (), tuple(seeds),
-                tuple(entropy_weights) if FAMILY[m].has_latent else ("0",))
+    has_latent = {m: registry.get(m).has_latent for m in methods}
+    return [Job(d, m, tuple(latent_sizes) if has_latent[m] else (), tuple(seeds),
+                tuple(entropy_weights) if has_latent[m] else ("0",))
             for d in datasets for m in methods]
 
 
@@ -136,18 +138,20 @@ def step_flops(channels: int, latent_size: int, image_size: int = 64, batch: int
     import jax
     import jax.numpy as jnp
 
-    from ae4ad_jax import methods, train
+    from ae4ad_jax.methods import registry
+    from ae4ad_jax.training.state import create_train_state
+    from ae4ad_jax.training.step import train_step
     from configs import default
 
     config = default.get_config()
     config.channels, config.image_size, config.latent_size = channels, image_size, latent_size
     config.execution.kernels = "xla"
-    method = methods.create(config)
-    state = jax.eval_shape(lambda: train.create_train_state(  # shapes only: nothing runs
+    method = registry.create(config)
+    state = jax.eval_shape(lambda: create_train_state(  # shapes only: nothing runs
         config, method, [{"latent_size": latent_size, "seed": 0}]))
     one = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state)
     images = jax.ShapeDtypeStruct((batch, image_size, image_size, channels), jnp.float32)
-    step = jax.jit(functools.partial(train.train_step, method=method))
+    step = jax.jit(functools.partial(train_step, method=method))
     train_cost = step.lower(one, images, jax.ShapeDtypeStruct((batch,), jnp.float32),
                             jax.ShapeDtypeStruct((batch,), jnp.int32), one.rng).cost_analysis()
     forward = jax.jit(lambda v, x: one.apply_fn(v, x, train=False,
@@ -191,49 +195,29 @@ def print_plan(jobs, target, accelerator):
           "layers may run further below peak: measure one epoch before booking.")
 
 
-def _cell(entry):
-    if entry is None:
-        return "-"
-    return " / ".join(f"{100 * entry[key][0]:.1f} ± {100 * entry[key][1]:.1f}"
-                      for key in ("auroc", "ap"))
-
-
-def table2(tables, datasets, methods, latent_size=16) -> str:
-    """The paper's Table 2 layout: each method at d = `latent_size`, then AE[d_opt] (the d
-    with the best mean AUROC, chosen with test labels as in the paper)."""
-    lines = ["| method | " + " | ".join(datasets) + " |", "|---" * (len(datasets) + 1) + "|"]
-    for method in methods:
-        cells = [_cell(next((e for e in tables.get((d, method), ())
-                             if e["latent_size"] == latent_size
-                             and not e.get("entropy_weight")), None)) for d in datasets]
-        lines.append(f"| {method.upper()} | " + " | ".join(cells) + " |")
-    best = {d: max(tables[(d, "ae")], key=lambda e: e["auroc"][0])
-            for d in datasets if (d, "ae") in tables}
-    lines.append("| AE[d_opt] | " + " | ".join(
-        f"{_cell(best[d])} (d={best[d]['latent_size']})" if d in best else "-"
-        for d in datasets) + " |")
-    lines += ["", f"AUROC / AP in percent, mean ± std over seeds, at d = {latent_size}; "
-              "d_opt is chosen with test labels (the paper's oracle)."]
-    return "\n".join(lines) + "\n"
-
-
 def gather(jobs, out):
-    from ae4ad_jax import report
+    """Each job's report (Table 1), and OUT/table2.md: per dataset, every method at d = 16
+    and AE[d_opt] from that dataset's `ae` job (reporting/tables.py's Table 2)."""
+    from ae4ad_jax.core import files
+    from ae4ad_jax.reporting import build, tables
 
-    tables, written = {}, []
+    written = []
     for job in jobs:
         workdir = os.path.join(out, job.name)
         if not os.path.exists(os.path.join(workdir, "summary.json")):
             raise UserError(f"Job {job.name} has no results ({workdir}/summary.json); run it "
                             "first, or leave its dataset out with --datasets.")
-        report.write_report([workdir])
+        build.write_report([workdir])
         written.append(os.path.join(workdir, "report", "table1.md"))
-        tables[(job.dataset, job.method)] = report.aggregate(report.read_rows([workdir]))
-    datasets = list(dict.fromkeys(job.dataset for job in jobs))
-    methods = list(dict.fromkeys(job.method for job in jobs))
+    blocks = []
+    for dataset in dict.fromkeys(job.dataset for job in jobs):
+        methods = {job.method: os.path.join(out, job.name) for job in jobs
+                   if job.dataset == dataset}
+        ae = methods.get("ae", "")
+        rows, note = tables.table2_rows(methods, 16, ae)
+        blocks.append(tables.table2_markdown(dataset, 16, rows, note))
     path = os.path.join(out, "table2.md")
-    with open(path, "w") as f:
-        f.write(table2(tables, datasets, methods))
+    files.write_text(path, "\n".join(blocks))
     print("\n".join(written + [path]))
 
 
@@ -265,7 +249,7 @@ def run():
 
 def main(argv):
     del argv
-    run_outputs.quiet_library_logs()
+    quiet_library_logs()
     exit_on_user_error(run)
 
 

@@ -36,7 +36,7 @@ from jax import lax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ae4ad_jax import cpu_kernels  # noqa: E402
+from ae4ad_jax.nets import cpu_kernels  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["64", "128"], "Input image sizes (the layer sees half).")

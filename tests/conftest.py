@@ -1,8 +1,14 @@
-"""Test settings: fast CPU compiles (here and in subprocesses), the command line's
-XLA:CPU option, repository root importable (for `configs`)."""
+"""Test settings: fast CPU compiles (here and in subprocesses), one persistent compilation
+cache for the whole test run (both test processes and their subprocesses compile each
+program once), the command line's XLA:CPU option, the repository root importable (for
+`configs`), and the fixtures many test modules share: the test config and one finished
+run per test process."""
 
+import dataclasses
 import os
+import shutil
 import sys
+import tempfile
 
 import jax
 import pytest
@@ -11,12 +17,26 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from ae4ad_jax import cpu_kernels, sharding  # noqa: E402
+from ae4ad_jax.nets import cpu_kernels  # noqa: E402
+from ae4ad_jax.parallel import sharding  # noqa: E402
 
 cpu_kernels.apply_xla_cpu_flags()  # as the command-line entry points do
-jax.config.update("jax_disable_most_optimizations", True)
-# The same for the command lines and scripts that tests start in subprocesses.
-os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
+# One cache folder per test run, shared by pytest-xdist's workers (the same run id).
+CACHE_DIR = os.path.join(tempfile.gettempdir(), "ae4ad_jax_test_cache_" + os.environ.get(
+    "PYTEST_XDIST_TESTRUNUID", str(os.getpid())))
+SETTINGS = {"jax_disable_most_optimizations": True, "jax_compilation_cache_dir": CACHE_DIR,
+            "jax_persistent_cache_min_compile_time_secs": 0.0,
+            "jax_persistent_cache_min_entry_size_bytes": 0}
+for name, value in SETTINGS.items():
+    jax.config.update(name, value)
+    # The same for the command lines and scripts that tests start in subprocesses.
+    os.environ[name.upper()] = str(int(value) if isinstance(value, bool) else value)
+
+
+def pytest_sessionfinish(session):
+    """The controlling process (not an xdist worker) removes the run's cache."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        shutil.rmtree(CACHE_DIR, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -29,11 +49,40 @@ def _free_compiled_programs():
     jax.clear_caches()
 
 
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory):
+    """One folder of prepared datasets for the whole session (of this test process)."""
+    return str(tmp_path_factory.getbasetemp() / "tfds")
+
+
 @pytest.fixture
-def test_config(tmp_path_factory):
-    """configs/test.py with a TFDS dir shared by the whole session."""
+def test_config(tfds_dir):
+    """configs/test.py with the session's TFDS folder."""
     from configs import test
 
     config = test.get_config()
-    config.tfds_dir = str(tmp_path_factory.getbasetemp() / "tfds")
+    config.tfds_dir = tfds_dir
     return config
+
+
+@dataclasses.dataclass(frozen=True)
+class FinishedRun:
+    config: object
+    workdir: str
+    summary: dict
+
+
+@pytest.fixture(scope="session")
+def finished_run(tfds_dir, tmp_path_factory):
+    """configs/test.py trained and evaluated once per test process. Tests read its
+    workdir; a test that changes files works on a copy."""
+    from ae4ad_jax.training import loop
+    from configs import test
+
+    config = test.get_config()
+    config.tfds_dir = tfds_dir
+    workdir = str(tmp_path_factory.mktemp("finished") / "run")
+    summary = loop.train_and_evaluate(config, workdir)
+    sharding.clear_programs()
+    jax.clear_caches()
+    return FinishedRun(config, workdir, summary)

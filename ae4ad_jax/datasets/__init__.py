@@ -1,1 +1,0 @@
-"""Datasets: TFDS builders and the registry that maps config names to them."""

@@ -1,0 +1,87 @@
+"""How a run is compiled on this backend: the config's `execution` group resolved to a Plan.
+
+No setting here changes results (tests check every choice against the others);
+"auto" picks what is fast on the backend:
+
+- `kernels`: the layers' forms, `nets.cpu_kernels.CPU` on CPU, `nets.kernels.XLA` (XLA's own
+  convolutions and reductions: cuDNN, the TPU emitter) elsewhere.
+- `member_lowering`: how ensemble members share a program. "vmap" batches them
+  into one program; "unroll" writes them side by side; "host" runs one program
+  per member. XLA:CPU turns vmapped convolutions into slow grouped ones, so CPU
+  runs members one after another.
+- `epoch_loop`: "scan" compiles a whole epoch into one program; "host" runs one
+  jitted step per batch. XLA:CPU runs convolutions inside a loop many times
+  slower than outside one, so CPU loops on the host.
+- `donate_state`: whether the step reuses the train state's buffers. XLA:CPU
+  then copies every parameter at each step, so CPU does not donate.
+- `member_chunk_size`: members per program, one chunk after another; 0 fits as
+  many as the device memory of every local device allows.
+"""
+
+import dataclasses
+
+import jax
+
+from ae4ad_jax.nets import cpu_kernels, kernels
+
+CHOICES = {
+    "kernels": ("auto", "xla", "cpu"),
+    "member_lowering": ("auto", "vmap", "unroll", "host"),
+    "epoch_loop": ("auto", "scan", "host"),
+    "donate_state": ("auto", "yes", "no"),
+}
+_AUTO = {  # key: (choice on CPU, choice on GPU and TPU)
+    "kernels": ("cpu", "xla"),
+    "member_lowering": ("host", "vmap"),
+    "epoch_loop": ("host", "scan"),
+    "donate_state": ("no", "yes"),
+}
+MEMORY_FRACTION = 0.7  # of a device's memory that a chunk of members may plan to use
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    kernels: str  # "xla" | "cpu"
+    lowering: str  # "vmap" | "unroll": members within one program
+    loop: str  # "scan" | "host"
+    donate: bool
+    chunk: int  # members per program (0: all)
+
+
+def plan_execution(config, backend: str | None = None) -> Plan:
+    """The plan for `backend` (default: JAX's default backend)."""
+    on_cpu = (backend or jax.default_backend()) == "cpu"
+    chosen = {}
+    for key, (cpu_choice, accelerator_choice) in _AUTO.items():
+        value = config.execution[key]
+        chosen[key] = value if value != "auto" else (cpu_choice if on_cpu else
+                                                     accelerator_choice)
+    lowering, chunk = chosen["member_lowering"], config.execution.member_chunk_size
+    if lowering == "host":  # one member per program
+        lowering, chunk = "unroll", 1
+    return Plan(kernels=chosen["kernels"], lowering=lowering, loop=chosen["epoch_loop"],
+                donate=chosen["donate_state"] == "yes", chunk=chunk)
+
+
+def model_kernels(config) -> kernels.Kernels:
+    """The layer kernels the config's plan chooses on this backend."""
+    return {"xla": kernels.XLA, "cpu": cpu_kernels.CPU}[plan_execution(config).kernels]
+
+
+def fit_to_memory(plan: Plan, num_members: int, member_bytes_fn) -> Plan:
+    """The plan with an automatic chunk size (0) set to the members that fit every local
+    device's memory; devices that report no limit leave all members together."""
+    if plan.chunk:
+        return plan
+    limits = [(device.memory_stats() or {}).get("bytes_limit") for device in
+              jax.local_devices()]
+    limits = [limit for limit in limits if limit]
+    if not limits:
+        return dataclasses.replace(plan, chunk=num_members)
+    fit = int(MEMORY_FRACTION * min(limits)) // max(member_bytes_fn(), 1)
+    return dataclasses.replace(plan, chunk=max(1, min(num_members, fit)))
+
+
+def members_per_program(plan: Plan, layout) -> int:
+    """Members in one program over the whole mesh (0: all): `plan.chunk` per device."""
+    return plan.chunk * layout.members

@@ -1,0 +1,6 @@
+"""A run's files: the workdir and its config.json with the workdir format (`workdir.py`),
+metrics, summary, thresholds and scores (`outputs.py`), Orbax checkpoints
+(`checkpoints.py`), and the manifest of what produced the numbers (`manifest.py`).
+
+May import: core.
+"""

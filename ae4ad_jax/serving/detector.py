@@ -1,0 +1,145 @@
+"""A trained detector in use: one member of a run, its decision threshold, and images.
+
+`load(workdir, member)` restores a member of a finished run with the threshold
+the run set on normal images (`thresholds.json`). It reads only what scoring
+needs from the checkpoint (parameters, BatchNorm statistics, the member's key),
+against the shapes of the config's model traced without compiling: no train
+state, no optimiser, no trainer. `Detector.score` scores uint8 images of the
+model's size in fixed batches, one compiled program for any number of images.
+The score command (`files.py`), the exported scorer (`exported.py`) and the
+Python API (`ae4ad_jax.api`) are built on these.
+"""
+
+import dataclasses
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ae4ad_jax.core.errors import UserError
+from ae4ad_jax.evaluation import scoring
+from ae4ad_jax.methods import registry
+from ae4ad_jax.parallel import ensemble
+from ae4ad_jax.runs import checkpoints, manifest, outputs
+from ae4ad_jax.runs import workdir as workdir_lib
+
+
+@dataclasses.dataclass
+class Detector:
+    config: object
+    method: object
+    member: dict  # {"member": index, "latent_size", "seed", ...}
+    weights: dict  # {"variables", "latent_mask", "rng"} with a member axis of 1
+    epoch: int
+    threshold: float | None  # None when the run set none for this checkpoint
+    false_positive_rate: float | None
+    workdir: str
+
+    @property
+    def image_shape(self) -> tuple:
+        return (self.config.image_size, self.config.image_size, self.config.channels)
+
+    def score(self, images, first: int = 0) -> dict:
+        """{"score": [N], "map": [N, S, S] (methods with maps)} for uint8 [N, S, S, C].
+
+        Images are scored in batches of `eval.batch_size`, the last one padded, so
+        every call compiles (once) the same program; `first` is the first image's
+        index (its random stream, for methods that sample at test time)."""
+        images = np.asarray(images)
+        if images.dtype != np.uint8 or images.shape[1:] != self.image_shape:
+            raise ValueError(f"Detector.score takes uint8 images {self.image_shape}, got "
+                             f"{images.dtype} {images.shape[1:]}; use conform() first.")
+        batch = self.config.eval.batch_size
+        parts = []
+        for start in range(0, len(images), batch):
+            chunk = images[start:start + batch]
+            padded = np.zeros((batch,) + self.image_shape, np.uint8)
+            padded[:len(chunk)] = chunk
+            out = scoring.score_images(self.weights, padded, first + start,
+                                       method=self.method, batch_size=batch, with_maps=True)
+            parts.append({key: np.asarray(out[key])[0, :len(chunk)]
+                          for key in ("score", "map") if key in out})
+        if not parts:
+            return {"score": np.zeros(0, np.float32)}
+        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+    def require_threshold(self) -> float:
+        if self.threshold is None:
+            raise UserError(f"{self.workdir} has no decision threshold for the checkpoint of "
+                            f"epoch {self.epoch}: run `python -m ae4ad_jax.main "
+                            f"--workdir={self.workdir} --eval_only` to set it, or give one.")
+        return self.threshold
+
+    def decide(self, scores):
+        """1 (abnormal) where the score is above the threshold, else 0."""
+        return (np.asarray(scores) > self.require_threshold()).astype(np.int32)
+
+
+def _writer(workdir) -> str | None:
+    """The git commit of the code that wrote a workdir (its summary's manifest)."""
+    try:
+        return outputs.read_summary(workdir)["manifest"]["source"]["commit"]
+    except (UserError, KeyError, TypeError):
+        return None
+
+
+def _template(config, method, width, num_members) -> dict:
+    """The checkpoint's parts that scoring reads, as abstract arrays with a member axis:
+    every member is stored at the ensemble's width max(d), the shapes of that model."""
+    model = method.create_model(width)
+    shape = (1, config.image_size, config.image_size, config.channels)
+    variables = jax.eval_shape(lambda: model.init(
+        jax.random.PRNGKey(0), jnp.zeros(shape), train=False,
+        row_keys=jnp.zeros((1, 2), jnp.uint32)))
+
+    def stacked(leaf):
+        return jax.ShapeDtypeStruct((num_members,) + leaf.shape, leaf.dtype)
+
+    template = {"params": jax.tree_util.tree_map(stacked, variables["params"]),
+                "rng": jax.ShapeDtypeStruct((num_members, 2), jnp.uint32)}
+    if variables.get("batch_stats"):
+        template["batch_stats"] = jax.tree_util.tree_map(stacked, variables["batch_stats"])
+    return template
+
+
+def _restore(workdir, template):
+    try:
+        return checkpoints.restore_parts(workdir, template)
+    except checkpoints.IncompatibleCheckpoint as error:
+        here, writer = manifest.git_state()["commit"], _writer(workdir)
+        if writer and writer == here:
+            raise UserError(f"The checkpoint in {workdir} does not fit the model its "
+                            f"config.json describes ({error.detail}); was config.json "
+                            "edited?") from None
+        written = f"commit {writer[:12]}" if writer else "another version"
+        raise UserError(
+            f"The checkpoint in {workdir} was written by {written} of ae4ad-jax, whose model "
+            f"this version (commit {(here or 'unknown')[:12]}) cannot read "
+            f"({error.detail}). Score it with the version that trained it, or train "
+            "again.") from None
+
+
+def load(workdir: str, index: int = 0) -> Detector:
+    """Member `index` of the run in `workdir` at its latest checkpoint."""
+    if not os.path.isdir(workdir):
+        raise UserError(f"Workdir {workdir} does not exist.")
+    config = registry.resolve_config(workdir_lib.load_saved_config(workdir))
+    members = ensemble.members_from_config(config)
+    ensemble.check_member(members, index, workdir)
+    method = registry.create(config)
+    width = max(m["latent_size"] for m in members)
+    restored, epoch = _restore(workdir, _template(config, method, width, len(members)))
+    if epoch == 0:
+        raise UserError(f"{workdir}/checkpoints holds no checkpoint to score with.")
+    chosen = jax.tree_util.tree_map(lambda x: x[index:index + 1], restored)
+    constants = jax.tree_util.tree_map(lambda x: np.asarray(x)[None],
+                                       method.frozen_variables())
+    weights = jax.device_put({
+        "variables": {"params": chosen["params"],
+                      "batch_stats": chosen.get("batch_stats", {}), **constants},
+        "latent_mask": ensemble.latent_mask(members[index]["latent_size"], width)[None],
+        "rng": chosen["rng"]})
+    threshold, rate = outputs.read_threshold(workdir, index, epoch)
+    return Detector(config, method, {"member": index, **members[index]}, weights, epoch,
+                    threshold, rate, workdir)

@@ -1,0 +1,174 @@
+"""The driver: a run from its config to its workdir's files.
+
+Every run trains an ensemble of M members (M = 1 for a single model) whose train
+state carries a leading member axis (`state.py`); the per-member step is written
+for one model and lifted over members (`step.py`). The driver restores or
+initialises the state, trains, evaluates (`evaluation/`), checkpoints and writes
+the run's files (`runs/`) and its report (`reporting/`).
+"""
+
+import functools
+import os
+import time
+
+import jax
+import ml_collections
+import numpy as np
+
+from ae4ad_jax.core import batching
+from ae4ad_jax.core.errors import UserError
+from ae4ad_jax.core.logs import log
+from ae4ad_jax.data import pipeline
+from ae4ad_jax.evaluation import evaluator, scoring
+from ae4ad_jax.methods import registry
+from ae4ad_jax.nets.layers import count_params
+from ae4ad_jax.parallel import ensemble, execution, sharding
+from ae4ad_jax.reporting import build, figures, page
+from ae4ad_jax.runs import checkpoints, manifest, outputs
+from ae4ad_jax.runs import workdir as workdir_lib
+from ae4ad_jax.training import checks
+from ae4ad_jax.training.state import create_train_state
+from ae4ad_jax.training.step import member_step_bytes, train_epoch
+
+
+def _check_finite(losses, epoch, steps_per_epoch, last_saved, workdir):
+    bad = ~np.isfinite(losses)
+    if not bad.any():
+        return
+    step_in_epoch, member = np.argwhere(bad.T)[0]  # the earliest step
+    step = (epoch - 1) * steps_per_epoch + int(step_in_epoch) + 1
+    kept = (f"the last good checkpoint (epoch {last_saved}) is kept in {workdir}/checkpoints"
+            if last_saved else "no checkpoint had been written yet")
+    raise UserError(
+        f"Training diverged: the loss of member {member} became {losses[member, step_in_epoch]} "
+        f"at step {step} (epoch {epoch}); {kept}. Lower learning_rate or check the data.")
+
+
+def _is_eval_epoch(epoch, config):
+    return epoch == 1 or epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs
+
+
+def _is_checkpoint_epoch(epoch, config):
+    return (_is_eval_epoch(epoch, config) or epoch % config.checkpoint_every_epochs == 0)
+
+
+class EpochClock:
+    """Time left from the epochs run so far, evaluations and saves included. The first
+    epoch of a process also compiles, so it is left out once a second has run."""
+
+    def __init__(self, start_epoch):
+        self.start_epoch, self.start, self.ends = start_epoch, time.time(), []
+
+    def epoch_done(self):
+        self.ends.append(time.time())
+
+    def seconds_left(self, epoch, num_epochs):
+        """At the end of `epoch` (before its evaluation): the mean time of the epochs
+        since the first (or of the first alone), times the epochs left."""
+        now = time.time()
+        if not self.ends:
+            per_epoch = now - self.start
+        else:
+            per_epoch = (now - self.ends[0]) / (epoch - self.start_epoch - 1)
+        return per_epoch * (num_epochs - epoch)
+
+
+def _load_for_run(config, workdir, eval_only, data=None):
+    """Everything a run needs before its first step; all user-input checks happen here.
+
+    Process 0 prepares the workdir and the dataset; the others wait, then read it.
+    `data` (a `pipeline.Data` in memory) replaces the config's dataset.
+    """
+    checks.validate_config(config)
+    members = ensemble.members_from_config(config)
+    layout = sharding.create_layout(config, len(members))
+    if sharding.is_primary():
+        workdir_lib.prepare_workdir(workdir, config, must_exist=eval_only)
+        if data is None:
+            pipeline.prepare(config)
+    sharding.barrier("workdir and dataset prepared")
+    method = registry.create(config)
+    if data is None:
+        data = pipeline.load(config)
+    checks.check_data(data, config)
+    placed = {split: sharding.place_rows(images, layout) for split, images in
+              (("train", data.train_images), ("val", data.val_images),
+               ("test", data.test_images)) if len(images)}
+    return method, members, layout, data, placed
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       eval_only: bool = False, data=None) -> dict:
+    """Trains (resuming from the workdir's last checkpoint) and evaluates; returns the summary.
+
+    With `eval_only`, restores the last checkpoint and evaluates it without training.
+    `data` (arrays in memory, `pipeline.Data`) replaces the config's dataset; without
+    test images a run measures its training side and sets thresholds, with no test metrics.
+    On many processes every process runs this; process 0 writes the outputs.
+    """
+    start_time = time.time()
+    config = registry.resolve_config(config)
+    method, members, layout, data, placed = _load_for_run(config, workdir, eval_only, data)
+    state = sharding.place(create_train_state(config, method, members), layout,
+                           sharding.MEMBERS)
+    manager = checkpoints.create_manager(workdir)
+    state, start_epoch = checkpoints.restore_or_keep(manager, state, workdir)
+    if eval_only and start_epoch == 0:
+        raise UserError(f"--eval_only needs a checkpoint, and {workdir}/checkpoints has none.")
+    writer = outputs.Writer(workdir, members, start_epoch, enabled=sharding.is_primary())
+    steps_per_epoch = batching.num_batches(data.train_images.shape[0], config.batch_size)
+    plan = execution.fit_to_memory(execution.plan_execution(config),
+                                   len(members) // layout.members,
+                                   functools.partial(member_step_bytes, state, config, method))
+    log(f"{len(members)} member(s) on {layout.members * layout.data} device(s) "
+        f"({layout.members} x {layout.data} member x data, {layout.form}), "
+        f"{jax.process_count()} process(es).")
+    last_saved, rows = start_epoch, None
+    clock = EpochClock(start_epoch)
+    try:
+        for epoch in range(start_epoch + 1, 1 if eval_only else config.num_epochs + 1):
+            epoch_start = time.time()
+            state, step_metrics = train_epoch(state, placed["train"], epoch, method=method,
+                                              batch_size=config.batch_size, plan=plan,
+                                              layout=layout)
+            losses = sharding.to_host(step_metrics["loss"])  # [M, steps]
+            _check_finite(losses, epoch, steps_per_epoch, last_saved, workdir)
+            seconds = time.time() - epoch_start
+            writer.write_train(epoch, losses.mean(axis=1),
+                               data.train_images.shape[0] * len(members) / seconds,
+                               config.num_epochs, clock.seconds_left(epoch, config.num_epochs))
+            rows = None
+            if _is_eval_epoch(epoch, config):
+                rows, scores = evaluator.evaluate_members(
+                    scoring.scoring_weights(state), members, data, placed, config, method,
+                    plan, layout)
+                writer.write_eval(epoch, rows)
+            if _is_checkpoint_epoch(epoch, config):
+                checkpoints.save(manager, epoch, state)
+                last_saved = epoch
+            clock.epoch_done()
+    finally:  # a save in flight completes even when training stops with an error
+        manager.wait_until_finished()
+    if rows is None:
+        log(f"Evaluating the checkpoint of epoch {last_saved}.")
+        rows, scores = evaluator.evaluate_members(scoring.scoring_weights(state), members,
+                                                  data, placed, config, method, plan, layout)
+    first = sharding.to_host(ensemble.slice_members(state, 0, 1))
+    summary = outputs.summarize(config, members, rows, count_params(ensemble.member(
+        first.params, 0)), time.time() - start_time)
+    if sharding.is_primary():
+        summary["manifest"] = manifest.create_manifest(data)
+        outputs.write_summary(workdir, summary)
+        outputs.write_thresholds(workdir, config.eval.false_positive_rate, members, rows,
+                                 last_saved)
+        outputs.write_scores(workdir, scores, data.test_labels)
+        if len(data.test_images):
+            figures.write_examples(os.path.join(workdir, figures.EXAMPLES_FILE),
+                                   scoring.scoring_weights(first), data,
+                                   config.eval.num_examples, method)
+            build.write_report([workdir])
+            writer.write_images(page.report_images(os.path.join(workdir, build.REPORT_DIR)),
+                                last_saved)
+    writer.close()
+    sharding.barrier("outputs written")
+    return summary

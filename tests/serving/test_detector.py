@@ -1,0 +1,74 @@
+"""The detector: it restores a member without the trainer, scores as the run's evaluation
+did, and names a checkpoint it cannot read."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ae4ad_jax.core.errors import UserError
+from ae4ad_jax.data import pipeline
+from ae4ad_jax.runs import outputs
+from ae4ad_jax.serving import detector as detector_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Loads and scores in a fresh process, then lists what that imported.
+LOAD_AND_SCORE = """
+import sys, numpy as np
+from ae4ad_jax.serving import detector
+d = detector.load(sys.argv[1])
+d.score(np.zeros((3,) + d.image_shape, np.uint8))
+print(" ".join(sorted(sys.modules)))
+"""
+
+
+def test_the_detector_scores_as_the_evaluation_did(finished_run):
+    detector = detector_lib.load(finished_run.workdir)
+    data = pipeline.load(finished_run.config)
+    scores = outputs.read_scores(finished_run.workdir)
+    np.testing.assert_allclose(detector.score(data.test_images)["score"], scores["test"][0],
+                               rtol=1e-5)
+    np.testing.assert_allclose(detector.score(data.train_images)["score"],
+                               scores["normal"][0], rtol=1e-5)
+    assert detector.epoch == 5
+    assert detector.threshold == finished_run.summary["metrics"][0]["threshold"]
+    with pytest.raises(UserError, match=r"Member 1 does not exist: .* has members 0 to 0"):
+        detector_lib.load(finished_run.workdir, 1)
+
+
+def test_loading_builds_no_trainer_optimiser_or_figures(finished_run):
+    done = subprocess.run([sys.executable, "-c", LOAD_AND_SCORE, finished_run.workdir],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
+    modules = done.stdout.split()
+    assert "ae4ad_jax.serving.detector" in modules  # the list is the process's modules
+    loaded = [m for m in modules if m.startswith(("ae4ad_jax.training", "ae4ad_jax.reporting",
+                                                  "optax", "matplotlib", "flax.training"))]
+    assert loaded == []
+
+
+def _with_commit(path, commit):
+    summary = json.load(open(os.path.join(path, "summary.json")))
+    summary["manifest"]["source"]["commit"] = commit
+    json.dump(summary, open(os.path.join(path, "summary.json"), "w"))
+
+
+def test_a_checkpoint_the_model_cannot_read_is_named_as_such(finished_run, tmp_path):
+    path = str(tmp_path / "run")
+    shutil.copytree(finished_run.workdir, path)
+    config = json.load(open(os.path.join(path, "config.json")))
+    config["model"]["hidden_width"] *= 2  # what a changed model definition looks like
+    json.dump(config, open(os.path.join(path, "config.json"), "w"))
+    _with_commit(path, "0123456789abcdef" * 2 + "01234567")
+    with pytest.raises(UserError, match=r"written by commit 0123456789ab of ae4ad-jax, whose "
+                                        r"model this version .* cannot read \(\['batch_stats'\]"
+                                        r"\['Bottleneck_0'\]\['BatchNorm_0'\]\['mean'\] has "
+                                        r"shape \(1, 64\) in the checkpoint, \(1, 128\) in the "
+                                        r"model; .* \(and 11 more\)\)\. Score it with"):
+        detector_lib.load(path)
+    _with_commit(path, None)  # no commit recorded: another version
+    with pytest.raises(UserError, match=r"written by another version of ae4ad-jax"):
+        detector_lib.load(path)
