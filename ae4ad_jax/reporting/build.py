@@ -73,9 +73,9 @@ def write_report(workdirs, out_dir=None) -> str:
     if len(kinds) > 1:
         raise UserError("Give either method-comparison workdirs or single-method workdirs, "
                         "not both.")
+    table = tables.aggregate(tables.read_rows(workdirs))  # every summary read first
     out_dir = out_dir or os.path.join(workdirs[0], REPORT_DIR)
     os.makedirs(out_dir, exist_ok=True)
-    table = tables.aggregate(tables.read_rows(workdirs))
     markdown = tables.write_table1(table, out_dir)
     _write_figures(table, out_dir)
     if any("rate_weight" in e for e in table):
