@@ -33,6 +33,20 @@ for name, value in SETTINGS.items():
     os.environ[name.upper()] = str(int(value) if isinstance(value, bool) else value)
 
 
+# The longest test files, sent first to the test processes (`--dist loadfile` keeps a file
+# on one process), so that no process is left with a long file at the end.
+LONGEST_FIRST = ("tests/parallel/test_sharding.py", "tests/methods/test_methods.py",
+                 "tests/parallel/test_ensemble.py", "tests/training/test_train.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        path = os.path.relpath(str(item.path), ROOT)
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file and among the rest is kept
+
+
 def pytest_sessionfinish(session):
     """The controlling process (not an xdist worker) removes the run's cache."""
     if "PYTEST_XDIST_WORKER" not in os.environ:
