@@ -29,7 +29,8 @@ def _grads(module_fn, variables, x):
     def loss(v, x, kernels):
         return jnp.sum(jnp.sin(module_fn(kernels).apply(v, x)))
 
-    return [jax.grad(loss, argnums=(0, 1))(variables, x, k) for k in (kernels.XLA, CPU)]
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=2)
+    return [grad(variables, x, k) for k in (kernels.XLA, CPU)]
 
 
 def _assert_tree_close(a, b, rtol=1e-4, atol=1e-5):
@@ -133,8 +134,10 @@ def test_batch_norm_matches_xla_values_and_gradients(shape):
         np.testing.assert_allclose(mean, real.mean(0), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(var, real.var(0), rtol=1e-4)
         assert count == real.shape[0]
-    fast = jax.grad(objective(cpu_kernels.batch_norm), argnums=(0, 1, 2))(x, scale, bias)
-    plain = jax.grad(objective(kernels.batch_norm_statistics), argnums=(0, 1, 2))(x, scale, bias)
+    fast = jax.jit(jax.grad(objective(cpu_kernels.batch_norm), argnums=(0, 1, 2)))(
+        x, scale, bias)
+    plain = jax.jit(jax.grad(objective(kernels.batch_norm_statistics), argnums=(0, 1, 2)))(
+        x, scale, bias)
     _assert_tree_close(fast, plain)
 
 
@@ -150,7 +153,7 @@ def test_batch_norm_across_devices_matches_xla():
         def local(x, w, p):
             return jax.grad(lambda x, s: jnp.sum(jnp.sin(fn(x, w, s, bias, "d")[0]) * p),
                             argnums=(0, 1))(x, scale)
-        return jax.vmap(local, axis_name="d")(x, weights, probe)
+        return jax.jit(jax.vmap(local, axis_name="d"))(x, weights, probe)
 
     _assert_tree_close(grads(cpu_kernels.batch_norm), grads(kernels.batch_norm_statistics))
 
@@ -160,7 +163,7 @@ def test_autoencoder_with_cpu_kernels_is_the_same_function():
     small = Architecture(base_width=4, hidden_width=8)
     fast = AutoEncoder(latent_size=4, channels=1, architecture=small, kernels=CPU)
     plain = AutoEncoder(latent_size=4, channels=1, architecture=small)
-    variables = fast.init(jax.random.PRNGKey(0), x, train=False)
+    variables = jax.jit(lambda key: fast.init(key, x, train=False))(jax.random.PRNGKey(0))
 
     def loss(model, params):
         out, _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]}, x,

@@ -43,7 +43,8 @@ def conv_transpose2d_loop(x, weight, stride, padding):
 
 def test_parameter_count_matches_reference():
     model = AutoEncoder(latent_size=16, channels=1)
-    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((2, 64, 64, 1)), train=False)
+    variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
+                                                  jnp.zeros((2, 64, 64, 1)), train=False))
     assert layers.count_params(variables["params"]) == 2_351_184
 
 
@@ -51,8 +52,8 @@ def test_parameter_count_matches_reference():
 def test_output_shapes(channels):
     model = AutoEncoder(latent_size=7, channels=channels)
     x = jnp.zeros((3, 64, 64, channels))
-    variables = model.init(jax.random.PRNGKey(0), x, train=False)
-    out, _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    out = jax.eval_shape(lambda: model.apply(model.init(jax.random.PRNGKey(0), x, train=False),
+                                             x, train=True, mutable=["batch_stats"])[0])
     assert out["recon"].shape == (3, 64, 64, channels)
     assert out["z"].shape == (3, 7)
 
@@ -61,8 +62,8 @@ def test_deep_and_spatial_variants():
     model = AutoEncoder(latent_size=4, channels=1, architecture=Architecture(
         spatial=True, encoder_depth=2, decoder_depth=3, base_width=4, hidden_width=8))
     x = jnp.zeros((2, 32, 32, 1))
-    variables = model.init(jax.random.PRNGKey(0), x, train=False)
-    out = model.apply(variables, x, train=False)
+    variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x, train=False))
+    out = jax.eval_shape(lambda v: model.apply(v, x, train=False), variables)
     assert out["recon"].shape == (2, 32, 32, 1)
     assert out["z"].shape == (2, 2, 2, 4)
     kernels = [leaf.shape for path, leaf in jax.tree_util.tree_leaves_with_path(
@@ -99,7 +100,8 @@ def _bound_used(values, bound):
 
 def test_initialisation_matches_pytorch_defaults():
     model = AutoEncoder(latent_size=16, channels=1)
-    params = model.init(jax.random.PRNGKey(3), jnp.zeros((1, 64, 64, 1)), train=False)["params"]
+    params = jax.jit(lambda key: model.init(key, jnp.zeros((1, 64, 64, 1)), train=False))(
+        jax.random.PRNGKey(3))["params"]
     first_conv = params["ConvBlock_0"]["Conv_0"]["kernel"]  # fan_in 1*4*4
     assert _bound_used(first_conv, 1 / np.sqrt(16))
     up = params["ConvBlock_5"]["ConvTranspose_0"]["kernel"]  # 64 -> 32: torch fan_in 32*4*4
@@ -157,7 +159,7 @@ def test_forward_mode_differentiation_on_the_accelerator_path():
                         architecture=Architecture(base_width=4, hidden_width=8))
     rng = np.random.default_rng(4)
     x, v = (jnp.asarray(rng.standard_normal((4, 32, 32, 1)), jnp.float32) for _ in range(2))
-    variables = model.init(jax.random.PRNGKey(0), x, train=False)
+    variables = jax.jit(lambda key: model.init(key, x, train=False))(jax.random.PRNGKey(0))
 
     def recon(x):
         out, _ = model.apply(variables, x, train=True, mutable=["batch_stats"])

@@ -133,10 +133,14 @@ def _images(n=32, seed=0):
 
 def _trained_statistics(model, variables, images):
     """Variables after a few training-mode calls (running statistics of real codes)."""
-    for i in range(5):
-        _, updates = model.apply(variables, images, train=True, row_keys=_row_keys(len(images), i),
+    @jax.jit
+    def update(variables, keys):
+        _, updates = model.apply(variables, images, train=True, row_keys=keys,
                                  mutable=["batch_stats"])
-        variables = {**variables, **updates}
+        return {**variables, **updates}
+
+    for i in range(5):
+        variables = update(variables, _row_keys(len(images), i))
     return variables
 
 
@@ -166,7 +170,7 @@ def test_decoder_reads_the_rounded_standardised_code_and_its_rate():
     x = _images()
     variables = _trained_statistics(model, model.init(
         jax.random.PRNGKey(0), x, train=False, row_keys=_row_keys(32)), x)
-    out = model.apply(variables, x, train=False, row_keys=_row_keys(32))
+    out = jax.jit(lambda v: model.apply(v, x, train=False, row_keys=_row_keys(32)))(variables)
     stats = variables["batch_stats"]["Bottleneck_0"][layers.LATENT_UNITS + "_norm"]
     var = np.asarray(stats["var"])
     expected = (np.asarray(out["z"]) - np.asarray(stats["mean"])) / np.sqrt(

@@ -44,7 +44,8 @@ def images():
 def test_resize_latent_pads_and_cuts_only_latent_axes():
     model = AutoEncoder(latent_size=3, channels=1,
                         architecture=Architecture(base_width=4, hidden_width=8))
-    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 1)), train=False)["params"]
+    params = jax.jit(lambda key: model.init(key, jnp.zeros((1, 32, 32, 1)), train=False))(
+        jax.random.PRNGKey(0))["params"]
     padded = ensemble.resize_latent(params, 5)
     bottleneck = padded["Bottleneck_0"]
     assert bottleneck["to_latent"]["Dense_0"]["kernel"].shape == (8, 5)
