@@ -202,11 +202,6 @@ def barrier(name: str) -> None:
 # ----------------------------------------------------------------------------- wrappers
 
 
-def data_axis(layout: Layout):
-    """The axis name for the data collectives, None when the batch is not split."""
-    return DATA if layout.data > 1 else None
-
-
 def distribute(fn, layout: Layout, in_specs: tuple, out_specs, donate: bool = False,
                **static):
     """`fn(*local blocks, **static)` run on every device of the layout, as one program over
