@@ -41,6 +41,7 @@ def get_config():
     config.learning_rate = 1e-3
     config.eval_every_epochs = 25  # also evaluated after epoch 1 and the last epoch
     config.checkpoint_every_epochs = 5  # also saved at every evaluation
+    config.checkpoints_to_keep = 3  # the newest epoch checkpoints kept (at least 2)
 
     config.optim = ml_collections.ConfigDict(dict(b1=0.9, b2=0.999, eps=1e-8))
     # Declared groups at their declared defaults: `model` (the architecture and compute
@@ -88,10 +89,14 @@ def get_config():
     # are many processes; "yes" always; "no" never.
     config.distributed = ml_collections.ConfigDict(dict(
         initialize="auto", coordinator_address="", num_processes=0, process_id=-1,
-        initialization_timeout_s=300))
+        initialization_timeout_s=300, lost_worker_timeout_s=90))
+    # JAX's persistent compilation cache: a second run of a config loads its programs
+    # instead of compiling them. "auto" = $XDG_CACHE_HOME/ae4ad-jax/jax (~/.cache/...); a
+    # folder; or "" (off).
+    config.compilation_cache = "auto"
     # How the run is compiled on this backend (ae4ad_jax/parallel/execution.py). These settings
     # never change results; "auto" picks the fast choice for the backend.
     config.execution = ml_collections.ConfigDict(dict(
         kernels="auto", member_lowering="auto", epoch_loop="auto", donate_state="auto",
-        member_chunk_size=0))
+        member_chunk_size=0, steps_per_program=0))
     return config

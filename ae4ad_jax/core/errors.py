@@ -1,10 +1,15 @@
 """The one exception type for user mistakes, and how command lines report it.
 
 Command lines print its message as one paragraph, without a traceback, and
-exit with status 2. Everything else is a bug and keeps its traceback.
+exit with status 2. Everything else is a bug and keeps its traceback. A run that
+stopped at a signal, or lost a process, exits with REQUEUE_STATUS.
 """
 
 import sys
+
+# sysexits.h's EX_TEMPFAIL ("a temporary failure; the user is invited to retry"): a run
+# saved where it stood and asks its launcher to start the same command again.
+REQUEUE_STATUS = 75
 
 
 class UserError(Exception):

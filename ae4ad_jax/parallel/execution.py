@@ -16,11 +16,16 @@ No setting here changes results (tests check every choice against the others);
   then copies every parameter at each step, so CPU does not donate.
 - `member_chunk_size`: members per program, one chunk after another; 0 fits as
   many as the device memory of every local device allows.
+- `steps_per_program`: with the "scan" loop, steps per program (0: the whole
+  epoch). A run stops (`training/preemption.py`) only between programs, so a
+  smaller value lets a long epoch stop sooner.
 """
 
 import dataclasses
+import os
 
 import jax
+from jax.experimental.compilation_cache import compilation_cache
 
 from ae4ad_jax.nets import cpu_kernels, kernels
 
@@ -46,6 +51,7 @@ class Plan:
     loop: str  # "scan" | "host"
     donate: bool
     chunk: int  # members per program (0: all)
+    steps_per_program: int = 0  # with loop "scan": steps per program (0: the whole epoch)
 
 
 def plan_execution(config, backend: str | None = None) -> Plan:
@@ -60,7 +66,8 @@ def plan_execution(config, backend: str | None = None) -> Plan:
     if lowering == "host":  # one member per program
         lowering, chunk = "unroll", 1
     return Plan(kernels=chosen["kernels"], lowering=lowering, loop=chosen["epoch_loop"],
-                donate=chosen["donate_state"] == "yes", chunk=chunk)
+                donate=chosen["donate_state"] == "yes", chunk=chunk,
+                steps_per_program=config.execution.get("steps_per_program", 0))
 
 
 def model_kernels(config) -> kernels.Kernels:
@@ -85,3 +92,27 @@ def fit_to_memory(plan: Plan, num_members: int, member_bytes_fn) -> Plan:
 def members_per_program(plan: Plan, layout) -> int:
     """Members in one program over the whole mesh (0: all): `plan.chunk` per device."""
     return plan.chunk * layout.members
+
+
+def cache_folder(setting: str, environ=os.environ) -> str:
+    """The folder of JAX's persistent compilation cache that the config's
+    `compilation_cache` names: "auto" keeps a folder JAX was given (the variable
+    JAX_COMPILATION_CACHE_DIR) and is otherwise the user's cache folder
+    ($XDG_CACHE_HOME/ae4ad-jax/jax, ~/.cache/ae4ad-jax/jax); "" is none."""
+    if setting != "auto":
+        return os.path.expanduser(setting) if setting else ""
+    if jax.config.jax_compilation_cache_dir:
+        return jax.config.jax_compilation_cache_dir
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "ae4ad-jax", "jax")
+
+
+def use_compilation_cache(setting: str) -> str:
+    """Points JAX's persistent compilation cache at `cache_folder(setting)` (or turns it
+    off); programs compiled before in this process stay where they were. Returns the
+    folder."""
+    folder = cache_folder(setting)
+    if folder != (jax.config.jax_compilation_cache_dir or ""):
+        compilation_cache.set_cache_dir(folder or None)
+        compilation_cache.reset_cache()
+    return folder

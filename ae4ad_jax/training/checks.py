@@ -71,9 +71,14 @@ def validate_config(config) -> None:
         value = config.execution[key]
         _require(value in choices,
                  f"Config key execution.{key} must be one of {choices}, got {value!r}.")
-    chunk = config.execution.member_chunk_size
-    _require(isinstance(chunk, int) and chunk >= 0,
-             f"Config key execution.member_chunk_size must be an integer >= 0, got {chunk!r}.")
+    for key in ("member_chunk_size", "steps_per_program"):
+        value = config.execution[key]
+        _require(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+                 f"Config key execution.{key} must be an integer >= 0, got {value!r}.")
+    keep = config.checkpoints_to_keep
+    _require(isinstance(keep, int) and not isinstance(keep, bool) and keep >= 2,
+             f"Config key checkpoints_to_keep must be an integer >= 2 (a fallback when the "
+             f"newest cannot be read), got {keep!r}.")
     rate = config.eval.false_positive_rate
     _require(isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 < rate < 1,
              f"Config key eval.false_positive_rate must be in (0, 1), got {rate!r}.")

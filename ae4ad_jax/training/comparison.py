@@ -23,15 +23,17 @@ def method_config(config, name):
     return single
 
 
-def run_comparison(config, workdir, eval_only=False) -> str:
-    """Trains and evaluates every method of `config.methods`; returns the table."""
+def run_comparison(config, workdir, eval_only=False, take_over_lock=False) -> str:
+    """Trains and evaluates every method of `config.methods`; returns the table. The
+    comparison's workdir is locked while it runs, and so is each method's."""
     checks.validate_config(config)
-    workdir_lib.prepare_workdir(workdir, config, must_exist=eval_only)
-    start = time.time()
-    for i, name in enumerate(config.methods):
-        seconds_left = (time.time() - start) / max(i, 1) * (len(config.methods) - i)
-        left = f", about {progress.format_duration(seconds_left)} left" if i else ""
-        log(f"== method {name} ({i + 1} of {len(config.methods)}{left})")
-        loop.train_and_evaluate(method_config(config, name), os.path.join(workdir, name),
-                                eval_only=eval_only)
-    return build.write_comparison_table(workdir)
+    with loop.workdir_lock(workdir, take_over_lock, eval_only):
+        workdir_lib.prepare_workdir(workdir, config, must_exist=eval_only)
+        start = time.time()
+        for i, name in enumerate(config.methods):
+            seconds_left = (time.time() - start) / max(i, 1) * (len(config.methods) - i)
+            left = f", about {progress.format_duration(seconds_left)} left" if i else ""
+            log(f"== method {name} ({i + 1} of {len(config.methods)}{left})")
+            loop.train_and_evaluate(method_config(config, name), os.path.join(workdir, name),
+                                    eval_only=eval_only, take_over_lock=take_over_lock)
+        return build.write_comparison_table(workdir)

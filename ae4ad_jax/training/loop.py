@@ -7,6 +7,7 @@ initialises the state, trains, evaluates (`evaluation/`), checkpoints and writes
 the run's files (`runs/`) and its report (`reporting/`).
 """
 
+import contextlib
 import functools
 import os
 import time
@@ -24,11 +25,11 @@ from ae4ad_jax.methods import registry
 from ae4ad_jax.nets.layers import count_params
 from ae4ad_jax.parallel import ensemble, execution, sharding
 from ae4ad_jax.reporting import build, figures, page
-from ae4ad_jax.runs import checkpoints, manifest, outputs
+from ae4ad_jax.runs import checkpoints, lock, manifest, outputs
 from ae4ad_jax.runs import workdir as workdir_lib
-from ae4ad_jax.training import checks
+from ae4ad_jax.training import checks, preemption
 from ae4ad_jax.training.state import create_train_state
-from ae4ad_jax.training.step import member_step_bytes, train_epoch
+from ae4ad_jax.training.step import member_step_bytes, run_epoch
 
 
 def _check_finite(losses, epoch, steps_per_epoch, last_saved, workdir):
@@ -73,13 +74,35 @@ class EpochClock:
         return per_epoch * (num_epochs - epoch)
 
 
+def _stop(stop, manager, workdir, state, step_metrics, epoch, position, steps_per_epoch,
+          last_saved):
+    """Saves where a stopped run stands and raises `preemption.Stopped`."""
+    stop.saving = True
+    if position == 0 and epoch == 1:
+        where, saved = "before its first step", "nothing (there was nothing to save)"
+    elif position == 0:  # between epochs: the previous epoch's checkpoint is the stop's
+        if last_saved != epoch - 1:
+            checkpoints.save(manager, epoch - 1, state)
+        checkpoints.wait(manager)
+        where, saved = f"after epoch {epoch - 1}", os.path.join(
+            str(manager.directory), str(epoch - 1))
+    else:
+        step = (epoch - 1) * steps_per_epoch + position
+        saved = checkpoints.save_stopped(workdir, state, step,
+                                         sharding.to_host(step_metrics))
+        where = f"at step {position} of {steps_per_epoch} of epoch {epoch} (step {step})"
+    raise preemption.Stopped(
+        f"Stopped by {stop.signal_name} {where}, {stop.seconds_since_signal():.1f} s after "
+        f"{stop.since}; the state is saved in {saved}. Run the same command to resume there "
+        f"(exit status {preemption.REQUEUE_STATUS}: requeue).")
+
+
 def _load_for_run(config, workdir, eval_only, data=None):
     """Everything a run needs before its first step; all user-input checks happen here.
 
     Process 0 prepares the workdir and the dataset; the others wait, then read it.
     `data` (a `pipeline.Data` in memory) replaces the config's dataset.
     """
-    checks.validate_config(config)
     members = ensemble.members_from_config(config)
     layout = sharding.create_layout(config, len(members))
     if sharding.is_primary():
@@ -98,25 +121,64 @@ def _load_for_run(config, workdir, eval_only, data=None):
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       eval_only: bool = False, data=None) -> dict:
+                       eval_only: bool = False, data=None, take_over_lock: bool = False) -> dict:
     """Trains (resuming from the workdir's last checkpoint) and evaluates; returns the summary.
 
     With `eval_only`, restores the last checkpoint and evaluates it without training.
     `data` (arrays in memory, `pipeline.Data`) replaces the config's dataset; without
     test images a run measures its training side and sets thresholds, with no test metrics.
-    On many processes every process runs this; process 0 writes the outputs.
+    On many processes every process runs this; process 0 writes the outputs and holds the
+    workdir's lock (`runs/lock.py`; `take_over_lock` takes over another host's).
+    SIGTERM or SIGINT stops the run at a step boundary with a checkpoint and raises
+    `preemption.Stopped` (`training/preemption.py`).
     """
-    start_time = time.time()
     config = registry.resolve_config(config)
+    checks.validate_config(config)
+    execution.use_compilation_cache(config.compilation_cache)
+    with workdir_lock(workdir, take_over_lock, eval_only), preemption.Stop() as stop:
+        return _train_and_evaluate(config, workdir, eval_only, data, stop)
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir, take_over=False, must_exist=False):
+    """Holds the workdir's lock (`runs/lock.py`), taken by process 0; every process learns
+    whether it got it. Nothing is locked in a workdir that must exist and does not."""
+    path, problem = None, ""
+    if sharding.is_primary() and not (must_exist and not os.path.isdir(workdir or ".")):
+        try:
+            path = lock.acquire(workdir, take_over=take_over)
+        except UserError as error:
+            problem = str(error)
+    problem = sharding.broadcast_text(problem)
+    if problem:
+        raise UserError(problem if sharding.is_primary()
+                        else f"Process 0 could not lock the workdir: {problem}")
+    try:
+        yield
+    finally:
+        if path:
+            lock.release(path)
+
+
+def _train_and_evaluate(config, workdir, eval_only, data, stop):
+    start_time = time.time()
     method, members, layout, data, placed = _load_for_run(config, workdir, eval_only, data)
     state = sharding.place(create_train_state(config, method, members), layout,
                            sharding.MEMBERS)
-    manager = checkpoints.create_manager(workdir)
+    steps_per_epoch = batching.num_batches(data.train_images.shape[0], config.batch_size)
+    manager = checkpoints.create_manager(workdir, config.checkpoints_to_keep)
     state, start_epoch = checkpoints.restore_or_keep(manager, state, workdir)
+    position, earlier = 0, None
+    stopped = checkpoints.restore_stopped(workdir, state, start_epoch * steps_per_epoch)
+    if stopped is not None and not eval_only:
+        state, step, earlier = stopped
+        start_epoch, position = divmod(step, steps_per_epoch)
+        state = sharding.place(state, layout, sharding.MEMBERS)
+        log(f"Resuming epoch {start_epoch + 1} at step {position + 1} of {steps_per_epoch} "
+            "from the checkpoint of a stopped run.")
     if eval_only and start_epoch == 0:
         raise UserError(f"--eval_only needs a checkpoint, and {workdir}/checkpoints has none.")
     writer = outputs.Writer(workdir, members, start_epoch, enabled=sharding.is_primary())
-    steps_per_epoch = batching.num_batches(data.train_images.shape[0], config.batch_size)
     plan = execution.fit_to_memory(execution.plan_execution(config),
                                    len(members) // layout.members,
                                    functools.partial(member_step_bytes, state, config, method))
@@ -128,9 +190,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     try:
         for epoch in range(start_epoch + 1, 1 if eval_only else config.num_epochs + 1):
             epoch_start = time.time()
-            state, step_metrics = train_epoch(state, placed["train"], epoch, method=method,
-                                              batch_size=config.batch_size, plan=plan,
-                                              layout=layout)
+            state, step_metrics, position = run_epoch(
+                state, placed["train"], epoch, method=method, batch_size=config.batch_size,
+                plan=plan, layout=layout, start=position, earlier=earlier,
+                stop=stop.requested)
+            if position < steps_per_epoch:
+                _stop(stop, manager, workdir, state, step_metrics, epoch, position,
+                      steps_per_epoch, last_saved)
             losses = sharding.to_host(step_metrics["loss"])  # [M, steps]
             _check_finite(losses, epoch, steps_per_epoch, last_saved, workdir)
             seconds = time.time() - epoch_start
@@ -146,9 +212,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             if _is_checkpoint_epoch(epoch, config):
                 checkpoints.save(manager, epoch, state)
                 last_saved = epoch
+                if earlier is not None:  # the mid-epoch checkpoint is behind this one now
+                    checkpoints.wait(manager)
+                    if sharding.is_primary():
+                        checkpoints.remove_stopped(workdir)
+            position, earlier = 0, None
             clock.epoch_done()
     finally:  # a save in flight completes even when training stops with an error
-        manager.wait_until_finished()
+        checkpoints.wait(manager)
     if rows is None:
         log(f"Evaluating the checkpoint of epoch {last_saved}.")
         rows, scores = evaluator.evaluate_members(scoring.scoring_weights(state), members,

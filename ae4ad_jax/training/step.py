@@ -128,28 +128,6 @@ def device_steps(state, images, indices, weights, first, *, method, lowering, nu
     return state, jax.tree_util.tree_map(lambda x: x.swapaxes(0, 1), metrics)
 
 
-def _train_epoch_chunk(state, rows, epoch, *, method, batch_size, plan, layout):
-    batches = sharding.distribute(plan_epoch, layout, (sharding.MEMBERS, sharding.REPLICATED),
-                                  sharding.MEMBERS, num_images=rows.count,
-                                  batch_size=batch_size)
-    indices, weights = batches(state, jnp.int32(epoch))
-    num_steps = indices.shape[1] if plan.loop == "scan" else 1
-    step = sharding.distribute(
-        device_steps, layout, (sharding.MEMBERS, sharding.ROWS, sharding.MEMBERS,
-                               sharding.MEMBERS, sharding.REPLICATED), sharding.MEMBERS,
-        donate=plan.donate, method=method, lowering=plan.lowering, num_steps=num_steps,
-        data_shards=layout.data)
-    step_metrics = []
-    for first in range(0, indices.shape[1], num_steps):
-        state, metrics = step(state, rows.images, indices, weights, jnp.int32(first))
-        step_metrics.append(metrics)
-    metrics = step_metrics[0] if len(step_metrics) == 1 else ensemble.concatenate(
-        step_metrics, 1)
-    if method.after_epoch:
-        state = _after_epoch(state, metrics, jnp.int32(epoch), method=method)
-    return state, metrics
-
-
 @functools.partial(jax.jit, static_argnames="method", donate_argnums=0)
 def _after_epoch(state, metrics, epoch, *, method):
     """The method's edit of each member's state after an epoch, from its epoch means."""
@@ -159,21 +137,74 @@ def _after_epoch(state, metrics, epoch, *, method):
     return jax.vmap(method.after_epoch)(state, means, keys)
 
 
+def _chunk_batches(state, rows, epoch, *, batch_size, layout):
+    batches = sharding.distribute(plan_epoch, layout, (sharding.MEMBERS, sharding.REPLICATED),
+                                  sharding.MEMBERS, num_images=rows.count,
+                                  batch_size=batch_size)
+    return batches(state, jnp.int32(epoch))
+
+
 def train_epoch(state, rows, epoch, *, method, batch_size, plan, layout=None):
-    """One epoch for all members: the new state and per-step metrics [M, steps].
+    """One epoch for all members: the new state and per-step metrics [M, steps]
+    (`run_epoch` from its start, without stopping)."""
+    state, metrics, _ = run_epoch(state, rows, epoch, method=method, batch_size=batch_size,
+                                  plan=plan, layout=layout)
+    return state, metrics
+
+
+def run_epoch(state, rows, epoch, *, method, batch_size, plan, layout=None, start=0,
+              earlier=None, stop=None):
+    """Steps `start` .. the end of one epoch for all members: (new state, per-step metrics
+    [M, steps of the epoch so far], the position reached in the epoch).
 
     `rows` is the training set placed on the layout (`sharding.place_rows`; a host array
     is placed here), and so is `state` (on one process a state elsewhere is placed here).
-    Members go through in chunks of `plan.chunk` per device.
+    Members go through in chunks of `plan.chunk` per device, every chunk one program
+    further before the next program starts, so all members stand at one position.
+    `earlier` holds the metrics of steps 0 .. start - 1 (host arrays [M, start]) when an
+    epoch is resumed mid-way. `stop(boundary)` is asked before every program; when it says
+    True the epoch ends there, unfinished (position < steps of the epoch), and the
+    method's edit after an epoch is not applied.
     """
     layout = layout or sharding.single_device()
     if not isinstance(rows, sharding.Rows):
         rows = sharding.place_rows(np.asarray(rows), layout)
     if jax.process_count() == 1:  # a state not yet on the layout is placed once, here,
         state = sharding.place(state, layout, sharding.MEMBERS)  # not recompiled for later
-    return ensemble.in_chunks(functools.partial(
-        _train_epoch_chunk, rows=rows, epoch=epoch, method=method, batch_size=batch_size,
-        plan=plan, layout=layout), state, execution.members_per_program(plan, layout))
+    size = execution.members_per_program(plan, layout)
+    parts = (list(ensemble.chunks(state, size)) if 0 < size < ensemble.num_members(state)
+             else [state])
+    batches = [_chunk_batches(part, rows, epoch, batch_size=batch_size, layout=layout)
+               for part in parts]
+    total = batches[0][0].shape[1]
+    per_program = total if plan.loop == "scan" else 1
+    if plan.loop == "scan" and plan.steps_per_program:
+        per_program = min(plan.steps_per_program, total)
+    position, collected = start, []
+    while position < total:
+        if stop is not None and stop(position):
+            break
+        num_steps = min(per_program, total - position)
+        step = sharding.distribute(
+            device_steps, layout, (sharding.MEMBERS, sharding.ROWS, sharding.MEMBERS,
+                                   sharding.MEMBERS, sharding.REPLICATED), sharding.MEMBERS,
+            donate=plan.donate, method=method, lowering=plan.lowering, num_steps=num_steps,
+            data_shards=layout.data)
+        outputs = [step(part, rows.images, indices, weights, jnp.int32(position))
+                   for part, (indices, weights) in zip(parts, batches, strict=True)]
+        parts = [part for part, _ in outputs]
+        collected.append(outputs[0][1] if len(outputs) == 1 else ensemble.concatenate(
+            [metrics for _, metrics in outputs]))
+        position += num_steps
+    state = parts[0] if len(parts) == 1 else ensemble.concatenate(parts)
+    if earlier:
+        collected.insert(0, sharding.place(earlier, layout, sharding.MEMBERS))
+    if not collected:
+        return state, {}, position
+    metrics = collected[0] if len(collected) == 1 else ensemble.concatenate(collected, 1)
+    if position == total and method.after_epoch:
+        state = _after_epoch(state, metrics, jnp.int32(epoch), method=method)
+    return state, metrics, position
 
 
 def member_step_bytes(state, config, method) -> int:

@@ -8,9 +8,8 @@ runs every such case (tests/parallel/multidevice_run.py), and one pair of proces
 multi-process run; both have bounded time-outs.
 """
 
-import json
 import os
-import socket
+import signal
 import subprocess
 import sys
 
@@ -95,9 +94,15 @@ def test_eight_devices_compute_what_one_device_computes(tmp_path):
     checkpoints against the one-device run, every method's padded member on a mesh
     against its standalone model, and a batch that does not split refused. One test, so
     that the subprocess runs once whatever the test processes; every failure is listed."""
-    subprocess.run([sys.executable, os.path.join(ROOT, "tests", "parallel",
-                                                 "multidevice_run.py"), str(tmp_path), *FAMILY],
-                   cwd=ROOT, env=_env(8), check=True, timeout=TIMEOUT_S, capture_output=True)
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "parallel",
+                                                       "multidevice_run.py"), str(tmp_path),
+                          *FAMILY], cwd=ROOT, env=_env(8), timeout=TIMEOUT_S,
+                         capture_output=True, text=True)
+    if run.returncode < 0:  # killed by a signal: a C++ abort leaves no Python traceback
+        pytest.fail(f"The 8-device subprocess died from {signal.Signals(-run.returncode).name}"
+                    " (docs/scaling.md, 'Forced CPU devices': an abort seen once under 2.5x "
+                    "load). Its last output:\n" + run.stderr[-3000:])
+    assert run.returncode == 0, run.stderr[-3000:]
     failures = []
     checks = [(f"layout {other}", _layouts_agree, (reference, other))
               for reference, other in LAYOUTS]
@@ -111,62 +116,6 @@ def test_eight_devices_compute_what_one_device_computes(tmp_path):
     assert (tmp_path / "refused.txt").read_text() == (
         "The global batch_size=12 does not divide across the data axis of 8 devices "
         "(mesh_shape=(1, 8)); choose a batch size that is a multiple of 8.")
-
-
-# ----------------------------------------------------------------------------- command line
-
-
-def _command(workdir, tfds_dir, *extra):
-    return [sys.executable, "-m", "ae4ad_jax.main", "--config=configs/test.py",
-            f"--workdir={workdir}", f"--config.tfds_dir={tfds_dir}", *extra]
-
-
-def _assert_same_metrics(row, reference):
-    assert set(row) == set(reference)
-    for key, value in reference.items():
-        if isinstance(value, float):
-            np.testing.assert_allclose(row[key], value, rtol=1e-3, atol=1e-4, err_msg=key)
-        else:
-            assert row[key] == value, key
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_two_processes_of_two_devices_match_one_process(finished_run, tmp_path):
-    """The same config on two processes of two devices each, on loopback, for one epoch,
-    against the evaluation after epoch 1 of the session's finished run (one process, one
-    device)."""
-    port = _free_port()
-    workdir = tmp_path / "two_processes"
-    processes = []
-    try:
-        for process_id in range(2):
-            command = _command(workdir, finished_run.config.tfds_dir, "--config.num_epochs=1",
-                               f"--config.distributed.coordinator_address=127.0.0.1:{port}",
-                               "--config.distributed.num_processes=2",
-                               f"--config.distributed.process_id={process_id}",
-                               "--config.distributed.initialization_timeout_s=60")
-            processes.append(subprocess.Popen(command, cwd=ROOT, env=_env(2),
-                                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-        outputs = [p.communicate(timeout=TIMEOUT_S)[0].decode() for p in processes]
-    finally:  # never leave a process behind, whatever failed
-        for p in processes:
-            p.kill()
-            p.wait()
-    for p, output in zip(processes, outputs, strict=True):
-        assert p.returncode == 0, output[-3000:]
-    assert "4 device(s)" in outputs[0] and "2 process(es)" in outputs[0]
-    assert "final:" not in outputs[1]  # only process 0 reports
-    with open(workdir / "summary.json") as f:
-        row = json.load(f)["metrics"][0]
-    with open(os.path.join(finished_run.workdir, "metrics.jsonl")) as f:
-        epoch1 = json.loads(f.readline())
-    assert epoch1.pop("epoch") == 1
-    _assert_same_metrics(row, epoch1)
 
 
 # ----------------------------------------------------------------------------- checks

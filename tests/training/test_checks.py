@@ -29,6 +29,7 @@ from ae4ad_jax.training import loop
                                  r"--config.rate.enabled=True"),
     ("entropy_bootstrap", -1, r"entropy_bootstrap must be an integer >= 0"),
     ("eval.false_positive_rate", 0.0, r"eval.false_positive_rate must be in \(0, 1\), got 0.0"),
+    ("checkpoints_to_keep", 1, r"checkpoints_to_keep must be an integer >= 2"),
 ])
 def test_bad_config_values(test_config, tmp_path, key, value, message):
     group, _, name = key.rpartition(".")

@@ -36,6 +36,8 @@ def test_kill_and_resume_gives_the_metrics_of_the_uninterrupted_run(finished_run
     resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"epoch {killed_at + 1}/5" in resumed.stdout  # it went on, not from the start
+    assert "its process no longer runs" in resumed.stdout  # the killed run's lock, taken over
+    assert not (workdir / "run.lock").exists()
     with open(workdir / "summary.json") as f:
         assert json.load(f)["metrics"] == finished_run.summary["metrics"]
     rows = [json.loads(line) for line in open(workdir / "metrics.jsonl")]

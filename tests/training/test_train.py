@@ -211,15 +211,15 @@ def test_real_divergence_names_the_step(test_config, tmp_path):
 
 def test_divergence_keeps_last_good_checkpoint(test_config, tmp_path, monkeypatch):
     test_config.num_epochs = 3
-    real_epoch = loop.train_epoch
+    real_epoch = loop.run_epoch
 
     def epoch_that_fails_third(state, images, epoch, **kwargs):
-        state, metrics = real_epoch(state, images, epoch, **kwargs)
+        state, metrics, position = real_epoch(state, images, epoch, **kwargs)
         if epoch == 3:
             metrics["loss"] = metrics["loss"].at[0, 4].set(jnp.nan)
-        return state, metrics
+        return state, metrics, position
 
-    monkeypatch.setattr(loop, "train_epoch", epoch_that_fails_third)
+    monkeypatch.setattr(loop, "run_epoch", epoch_that_fails_third)
     steps = -(-test_config.phantom.num_train // test_config.batch_size)
     with pytest.raises(UserError, match=rf"at step {2 * steps + 5} \(epoch 3\); the last good "
                                         r"checkpoint \(epoch 2\) is kept"):
