@@ -27,7 +27,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ae4ad_jax.core.errors import UserError, exit_on_user_error  # noqa: E402
+from ae4ad_jax.core.errors import REQUEUE_STATUS, UserError, exit_on_user_error  # noqa: E402
 from ae4ad_jax.core.logs import quiet_library_logs  # noqa: E402
 from ae4ad_jax.parallel import sharding  # noqa: E402
 
@@ -124,12 +124,44 @@ def launch_script(jobs, target, accelerator, out) -> str:
         return "\n".join(lines + [shlex.join([
             "gcloud", "compute", "tpus", "tpu-vm", "ssh", FLAGS.tpu_name, f"--zone={FLAGS.zone}",
             "--worker=all", f"--command={command}"]) for command in remote]) + "\n"
-    chips = ACCELERATORS[accelerator][0]
-    lines[1:1] = [f"#SBATCH --array=0-{len(jobs) - 1}", "#SBATCH --nodes=1",
-                  "#SBATCH --ntasks-per-node=1", f"#SBATCH --gres=gpu:{chips}",
-                  "#SBATCH --job-name=ae4ad-sweep"]
+    return slurm_script(lines, commands, ACCELERATORS[accelerator][0], len(jobs))
+
+
+# SLURM's notice before the end of a job's time or a preemption: SIGTERM this long before.
+SLURM_SIGNAL_S = 120
+
+
+def slurm_script(lines, commands, chips, num_jobs) -> str:
+    """An array job, one task per job. SLURM sends SIGTERM (`--signal`) before it ends or
+    preempts a task; the script passes it to the run, which saves at a step boundary and
+    exits with REQUEUE_STATUS, and the script requeues the task. A requeued task resumes
+    from the checkpoint; it may land on another node, so it takes over the lock its
+    earlier run left (SLURM requeues a task only once it has ended)."""
+    lines = lines[:1] + [
+        f"#SBATCH --array=0-{num_jobs - 1}", "#SBATCH --nodes=1", "#SBATCH --ntasks-per-node=1",
+        f"#SBATCH --gres=gpu:{chips}", "#SBATCH --job-name=ae4ad-sweep", "#SBATCH --requeue",
+        f"#SBATCH --signal=B:TERM@{SLURM_SIGNAL_S}", "#SBATCH --open-mode=append"] + lines[1:]
+    lines = [line.replace("set -euo pipefail", "set -uo pipefail") for line in lines]
     lines += [f"cd {FLAGS.repo_dir}", "JOBS=("] + [f"  {shlex.quote(c)}" for c in commands]
-    return "\n".join(lines + [")", 'eval "${JOBS[$SLURM_ARRAY_TASK_ID]}"']) + "\n"
+    lines += [
+        ")",
+        'EXTRA=""',
+        'if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then EXTRA=" --take_over_lock"; fi',
+        'RUN=""; STOPPING=0',
+        """trap 'STOPPING=1; if [ -n "$RUN" ]; then kill -TERM $RUN; fi' TERM""",
+        'bash -c "exec ${JOBS[$SLURM_ARRAY_TASK_ID]}${EXTRA}" &',
+        "RUN=$!",
+        "if [ $STOPPING -eq 1 ]; then kill -TERM $RUN; fi  # signalled before the start",
+        "STATUS=0; wait $RUN || STATUS=$?",
+        "if [ $STOPPING -eq 1 ]; then  # the trap cut the wait short: wait for the run",
+        "  wait $RUN; AGAIN=$?; if [ $AGAIN -ne 127 ]; then STATUS=$AGAIN; fi",
+        "fi",
+        f"if [ $STATUS -eq {REQUEUE_STATUS} ]; then",
+        '  echo "ae4ad: requeueing task ${SLURM_ARRAY_TASK_ID} to resume from its checkpoint"',
+        '  scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"',
+        "fi",
+        "exit $STATUS"]
+    return "\n".join(lines) + "\n"
 
 
 @functools.cache

@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP = os.path.join(ROOT, "experiments", "sweep.py")
@@ -62,3 +64,36 @@ def test_gather_writes_table1_per_job_and_the_table2_of_each_dataset(tmp_path):
     assert table[rsna + 5] == "| AE[d_opt] (d = 4) | 2 | 73.0 ± 0.0 | 63.0 ± 0.0 |"
     missing = _sweep("--gather", "--datasets=brats,vin", f"--out={tmp_path}", check=False)
     assert missing.returncode == 2 and "vin_ae" in missing.stderr
+
+
+def test_the_slurm_script_passes_sigterm_on_and_requeues_on_the_requeue_status(tmp_path):
+    """The script SLURM runs, with a stand-in job (it saves and exits 75 at SIGTERM, as the
+    main command does) and a stand-in scontrol that records its arguments."""
+    sys.path.insert(0, os.path.dirname(SWEEP))
+    import sweep
+
+    sweep.FLAGS(["sweep"])
+    job = (f"{sys.executable} -c 'import signal, sys, time; signal.signal(signal.SIGTERM, "
+           f"lambda *_: sys.exit({sweep.REQUEUE_STATUS})); open(\"started\", \"w\").close(); "
+           "time.sleep(60)'")
+    script = sweep.slurm_script(["#!/bin/bash", "set -euo pipefail"], [job], 8, 1)
+    assert "#SBATCH --requeue" in script and "#SBATCH --signal=B:TERM@" in script
+    script = script.replace(f"cd {sweep.FLAGS.repo_dir}", f"cd {tmp_path}")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "scontrol").write_text(f'#!/bin/bash\necho "$@" > {tmp_path}/requeued\n')
+    os.chmod(tmp_path / "bin" / "scontrol", 0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}/bin:{os.environ['PATH']}",
+           "SLURM_ARRAY_JOB_ID": "7", "SLURM_ARRAY_TASK_ID": "0", "SLURM_RESTART_COUNT": "1"}
+    (tmp_path / "job.sh").write_text(script)
+    batch = subprocess.Popen(["bash", str(tmp_path / "job.sh")], env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 30
+        while not (tmp_path / "started").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        batch.send_signal(signal.SIGTERM)  # what --signal=B:TERM does
+        output = batch.communicate(timeout=30)[0]
+    finally:
+        batch.kill()
+    assert batch.returncode == sweep.REQUEUE_STATUS, output
+    assert (tmp_path / "requeued").read_text().split() == ["requeue", "7_0"]
