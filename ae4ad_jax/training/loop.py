@@ -168,7 +168,7 @@ def _train_and_evaluate(config, workdir, eval_only, data, stop):
     steps_per_epoch = batching.num_batches(data.train_images.shape[0], config.batch_size)
     manager = checkpoints.create_manager(workdir, config.checkpoints_to_keep)
     state, start_epoch = checkpoints.restore_or_keep(manager, state, workdir)
-    position, earlier = 0, None
+    position, earlier = 0, None  # where the first epoch starts, its metrics before that
     stopped = checkpoints.restore_stopped(workdir, state, start_epoch * steps_per_epoch)
     if stopped is not None and not eval_only:
         state, step, earlier = stopped
@@ -212,10 +212,11 @@ def _train_and_evaluate(config, workdir, eval_only, data, stop):
             if _is_checkpoint_epoch(epoch, config):
                 checkpoints.save(manager, epoch, state)
                 last_saved = epoch
-                if earlier is not None:  # the mid-epoch checkpoint is behind this one now
+                if stopped is not None:  # the mid-epoch checkpoint is behind this one now
                     checkpoints.wait(manager)
                     if sharding.is_primary():
                         checkpoints.remove_stopped(workdir)
+                    stopped = None
             position, earlier = 0, None
             clock.epoch_done()
     finally:  # a save in flight completes even when training stops with an error

@@ -28,14 +28,15 @@ def _signal_at(monkeypatch, boundary, signum=signal.SIGTERM):
 
 def test_a_signal_mid_epoch_saves_there_and_the_resumed_run_ends_bitwise(
         finished_run, tmp_path, monkeypatch, capsys):
-    """From the finished run's checkpoint of epoch 4: SIGTERM before step 4 of epoch 5, a
-    SIGINT while the checkpoint is written, then the resumed run ends bitwise where the
-    finished run ended."""
-    workdir, config = tmp_path / "run", finished_run.config
+    """From the finished run's checkpoint of epoch 3: SIGTERM before step 4 of epoch 4, a
+    SIGINT while the checkpoint is written, then the resumed run (checkpointing at epoch 5
+    only) ends bitwise where the finished run ended."""
+    workdir, config = tmp_path / "run", finished_run.config.copy_and_resolve_references()
     shutil.copytree(finished_run.workdir, workdir)
+    shutil.rmtree(workdir / "checkpoints" / "4")
     shutil.rmtree(workdir / "checkpoints" / "5")
     steps = -(-config.phantom.num_train // config.batch_size)  # 8 per epoch
-    _signal_at(monkeypatch, 4)  # epoch 5, before its 4th step
+    _signal_at(monkeypatch, 4)  # epoch 4, before its 4th step
     real_save = checkpoints.save_stopped
 
     def save_with_a_second_signal(*args, **kwargs):
@@ -44,20 +45,21 @@ def test_a_signal_mid_epoch_saves_there_and_the_resumed_run_ends_bitwise(
 
     monkeypatch.setattr(checkpoints, "save_stopped", save_with_a_second_signal)
     with pytest.raises(preemption.Stopped, match=rf"Stopped by SIGTERM at step 3 of {steps} "
-                                                 rf"of epoch 5 \(step {4 * steps + 3}\)"):
+                                                 rf"of epoch 4 \(step {3 * steps + 3}\)"):
         loop.train_and_evaluate(config, str(workdir))
     printed = capsys.readouterr().out
     assert "SIGINT received again: the checkpoint is being written" in printed
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers put back
-    assert sorted(os.listdir(workdir / "checkpoints")) == ["3", "4", "stopped"]
-    assert os.listdir(workdir / "checkpoints" / "stopped") == [str(4 * steps + 3)]
+    assert sorted(os.listdir(workdir / "checkpoints")) == ["3", "stopped"]
+    assert os.listdir(workdir / "checkpoints" / "stopped") == [str(3 * steps + 3)]
     assert not (workdir / "run.lock").exists()
 
     monkeypatch.undo()
+    config.checkpoint_every_epochs = 5  # epoch 4 ends without a checkpoint
     summary = loop.train_and_evaluate(config, str(workdir))
-    assert f"Resuming epoch 5 at step 4 of {steps}" in capsys.readouterr().out
+    assert f"Resuming epoch 4 at step 4 of {steps}" in capsys.readouterr().out
     assert summary["metrics"] == finished_run.summary["metrics"]
-    assert not (workdir / "checkpoints" / "stopped").exists()  # epoch 5's replaced it
+    assert sorted(os.listdir(workdir / "checkpoints")) == ["3", "5"]  # epoch 5's replaced it
     rows = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
     assert [row["epoch"] for row in rows] == [1, 5]
 
