@@ -1,0 +1,65 @@
+"""Time to the first training step of the main job, on a first run and on a second run
+that finds its programs in JAX's persistent compilation cache.
+
+    python experiments/first_step_benchmark.py [--runs=3]
+
+The main job (configs/default.py) with a training set of one batch (64 phantom
+images), so that its first epoch is its first step: the time from starting the
+command to its "epoch 1/1" line is the time to the first step (imports, data
+loading, state initialisation, compiling, one step). The dataset is prepared
+beforehand; each pair of runs gets a fresh, empty cache folder
+(`--config.compilation_cache`): the first run compiles and fills it, the second
+loads from it. A third column runs with the cache off. Medians over --runs pairs.
+"""
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("runs", 3, "Pairs of runs (first, second) to take medians over.")
+
+
+def seconds_to_first_step(workdir, tfds_dir, cache) -> float:
+    command = [sys.executable, "-m", "ae4ad_jax.main", "--config=configs/default.py",
+               f"--workdir={workdir}", f"--config.tfds_dir={tfds_dir}",
+               "--config.phantom.num_train=64", "--config.num_epochs=1",
+               f"--config.compilation_cache={cache}"]
+    start = time.perf_counter()
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                               stderr=subprocess.DEVNULL)
+    seconds = None
+    for line in process.stdout:
+        if seconds is None and line.startswith("epoch 1/1"):
+            seconds = time.perf_counter() - start
+    if process.wait() != 0 or seconds is None:
+        raise SystemExit(f"the run failed: {' '.join(command)}")
+    return seconds
+
+
+def main(argv):
+    del argv
+    with tempfile.TemporaryDirectory() as folder:
+        tfds_dir = os.path.join(folder, "tfds")
+        seconds_to_first_step(os.path.join(folder, "prepare"), tfds_dir, "")
+        first, second, off = [], [], []
+        for i in range(FLAGS.runs):
+            cache = os.path.join(folder, f"cache{i}")
+            first.append(seconds_to_first_step(os.path.join(folder, f"a{i}"), tfds_dir, cache))
+            second.append(seconds_to_first_step(os.path.join(folder, f"b{i}"), tfds_dir, cache))
+            off.append(seconds_to_first_step(os.path.join(folder, f"c{i}"), tfds_dir, ""))
+            print(f"pair {i + 1}: first run {first[-1]:.1f} s, second run {second[-1]:.1f} s, "
+                  f"cache off {off[-1]:.1f} s", flush=True)
+        print(f"median seconds to the first step: first run {statistics.median(first):.1f}, "
+              f"second run {statistics.median(second):.1f}, cache off "
+              f"{statistics.median(off):.1f} ({FLAGS.runs} runs each, {os.cpu_count()} CPUs)")
+
+
+if __name__ == "__main__":
+    app.run(main)
