@@ -174,7 +174,10 @@ def _move_aside(workdir: str, directory: str, step: int, what: str, error) -> No
     """Moves an unreadable checkpoint out of Orbax's sight, keeping it for inspection."""
     aside = os.path.join(os.path.abspath(workdir), UNREADABLE,
                          f"{os.path.basename(directory)}-{step}-{time.strftime('%Y%m%d-%H%M%S')}")
-    reason = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    reason = re.sub(r"\s*\[[a-z_.]+='.*$", "", reason)  # TensorStore's spec and codes
+    if len(reason) > 240:  # the end names the file and what was wrong with it
+        reason = "..." + reason[-240:]
     if jax.process_index() == 0:
         os.makedirs(os.path.dirname(aside), exist_ok=True)
         os.replace(os.path.join(directory, str(step)), aside)
