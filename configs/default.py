@@ -73,8 +73,9 @@ def get_config():
     # Scoring batch (it does not change the scores), examples per class in examples.png,
     # and the false-positive rate on normal images that sets each member's decision
     # threshold (held-out normals with val_fraction, else the training normals).
+    # code_knn_k: the neighbour whose distance is the code_knn score (evaluation/code_scores.py).
     config.eval = ml_collections.ConfigDict(dict(batch_size=64, num_examples=4,
-                                                 false_positive_rate=0.05))
+                                                 false_positive_rate=0.05, code_knn_k=5))
     config.phantom = ml_collections.ConfigDict(dict(
         num_train=3000, num_test_normal=500, num_test_abnormal=500, seed=0))
     # Devices (ae4ad_jax/parallel/sharding.py): "mesh" (jit over a device mesh), "pmap", or "none"

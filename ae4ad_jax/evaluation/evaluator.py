@@ -5,7 +5,7 @@ import functools
 
 import numpy as np
 
-from ae4ad_jax.evaluation import codes, metrics, scoring
+from ae4ad_jax.evaluation import code_scores, codes, metrics, scoring
 from ae4ad_jax.parallel import ensemble
 
 
@@ -22,6 +22,23 @@ def compute_metrics(test, train, labels, masks, latent_size, estimators=(), boot
         if masks is not None and "map" in test:
             row.update(metrics.pixel_metrics(test["map"], masks))
     row.update(codes.code_metrics(train, test, labels, latent_size, estimators, bootstrap))
+    return row
+
+
+def code_score_metrics(train, normal, test, labels, latent_size, k, false_positive_rate,
+                       normal_is_train) -> dict:
+    """For each code-score variant (`code_scores.py`): its image AUROC and AP on the test
+    split (`auroc_<variant>`, `ap_<variant>`) and its decision threshold on the normal
+    images (`threshold_<variant>`)."""
+    row = {}
+    variants = code_scores.member_code_scores(train, normal, test, latent_size, k,
+                                              normal_is_train)
+    for name, (normal_scores, test_scores) in variants.items():
+        row[f"threshold_{name}"] = metrics.decision_threshold(normal_scores,
+                                                              false_positive_rate)
+        if test_scores is not None:
+            found = metrics.image_metrics(test_scores, labels)
+            row[f"auroc_{name}"], row[f"ap_{name}"] = found["auroc"], found["ap"]
     return row
 
 
@@ -51,6 +68,11 @@ def evaluate_members(weights, members, data, placed, config, method, plan, layou
         row.update(metrics.threshold_metrics(
             normal[m], None if test is None else test["score"][m], data.test_labels,
             config.eval.false_positive_rate, val is not None))
+        row.update(code_score_metrics(
+            ensemble.member(train, m), ensemble.member(val if val is not None else train, m),
+            None if test is None else ensemble.member(test, m), data.test_labels,
+            member["latent_size"], config.eval.code_knn_k, config.eval.false_positive_rate,
+            normal_is_train=val is None))
         rows.append(row)
     scores = {"normal": normal}
     if test is not None:

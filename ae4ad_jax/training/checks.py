@@ -82,6 +82,9 @@ def validate_config(config) -> None:
     rate = config.eval.false_positive_rate
     _require(isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 < rate < 1,
              f"Config key eval.false_positive_rate must be in (0, 1), got {rate!r}.")
+    k = config.eval.code_knn_k
+    _require(isinstance(k, int) and not isinstance(k, bool) and k >= 1,
+             f"Config key eval.code_knn_k must be an integer >= 1, got {k!r}.")
     _number_in(config, "val_fraction", 0, 1, "[0, 1)")
     lr = config.learning_rate
     _require(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0,
