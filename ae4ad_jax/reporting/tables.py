@@ -20,11 +20,16 @@ from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.estimators.entropy import ESTIMATORS
 from ae4ad_jax.runs import outputs
 
+# The code scores' AUROC (evaluation/code_scores.py), beside the reconstruction score's.
+CODE_COLUMNS = tuple((f"auroc_{name}", f"AUROC {label}", 100) for name, label in (
+    ("code_density", "dens"), ("code_knn", "kNN"), ("rate", "rate"),
+    ("combined_code_density", "rec+dens"), ("combined_code_knn", "rec+kNN"),
+    ("combined_rate", "rec+rate")))
 TABLE_COLUMNS = (("auroc", "AUROC", 100), ("ap", "AP", 100), ("pixel_ap", "AP_pix", 100),
                  ("dice_best", "best Dice*", 100)) + tuple(
     (f"entropy_{m}_train_normal", f"H_{m}(Z) nats", 1) for m in ESTIMATORS) + tuple(
     (f"entropy_norm_{m}_train_normal", f"H_{m}(Z_norm) nats", 1) for m in ESTIMATORS) + (
-    ("rate_bits_train_normal", "rate bits", 1),)
+    ("rate_bits_train_normal", "rate bits", 1),) + CODE_COLUMNS
 # Ensemble axes besides d, in the order of their columns: (member key, column name).
 WEIGHT_AXES = (("entropy_weight", "lambda_H"), ("rate_weight", "lambda_R"))
 IN_RANGE = "_in_range"  # suffix of the 0/1 flags: (d, N) in the estimator's validated range
@@ -104,6 +109,10 @@ def _where(entry, axes):
 
 
 NOTES = ["*Best Dice is an oracle figure: its threshold is chosen with the test masks.",
+         "AUROC dens, kNN, rate: scores of the code (density of normal codes, distance to "
+         "the k-th training-normal code, bits); rec+...: the reconstruction score plus that "
+         "score, each standardised on normal images. Pixel maps (AP_pix, Dice) are the "
+         "reconstruction maps'.",
          "†Outside the range of d and N where the known-answer tests validate the estimator "
          "(docs/entropy.md)."]
 
@@ -218,7 +227,7 @@ def write_rate_table(table, out_dir) -> str:
 # ----------------------------------------------------------------------------- Table 2
 
 TABLE2_COLUMNS = (("auroc", "AUROC"), ("ap", "AP"), ("pixel_ap", "AP_pix"),
-                  ("dice_best", "Dice*"))
+                  ("dice_best", "Dice*")) + tuple((key, name) for key, name, _ in CODE_COLUMNS)
 TABLE2_FILE, TABLE2_CSV = "table2.md", "table2.csv"
 
 
@@ -269,8 +278,7 @@ def table2_markdown(dataset, latent_size, rows, note) -> str:
     for name, entry in rows:
         lines.append(f"| {name} | {len(entry['seeds'])} | "
                      + " | ".join(cell(entry, k) for k, _ in columns) + " |")
-    lines += ["", "Mean ± std over seeds (np.std, ddof=0), in percent. " + note,
-              "*Best Dice is an oracle figure: its threshold is chosen with the test masks."]
+    lines += ["", "Mean ± std over seeds (np.std, ddof=0), in percent. " + note, *NOTES[:2]]
     return "\n".join(lines) + "\n"
 
 
