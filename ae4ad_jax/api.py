@@ -34,10 +34,12 @@ from ae4ad_jax.serving import detector as detector_lib
 
 class AnomalyDetector:
     """`config`: a ConfigDict (configs/*.py's get_config()); `member`: which member of an
-    ensemble config serves after `fit`."""
+    ensemble config serves after `fit`; `score`: the score variant ("reconstruction", or
+    a code score: `code_density`, `code_knn`, `rate`, `combined_<code score>`)."""
 
-    def __init__(self, config=None, workdir: str | None = None, member: int = 0):
-        self.config, self.workdir, self.member = config, workdir, member
+    def __init__(self, config=None, workdir: str | None = None, member: int = 0,
+                 score: str = "reconstruction"):
+        self.config, self.workdir, self.member, self.score = config, workdir, member, score
         self._detector = None
 
     # ------------------------------------------------------------------ training
@@ -60,7 +62,7 @@ class AnomalyDetector:
             test_images=images[:0], test_labels=np.zeros(0, np.int32), test_masks=None)
         self.workdir = self.workdir or tempfile.mkdtemp(prefix="ae4ad_detector_")
         loop.train_and_evaluate(config, self.workdir, data=data)
-        self._detector = detector_lib.load(self.workdir, self.member)
+        self._detector = detector_lib.load(self.workdir, self.member, self.score)
         return self
 
     # ------------------------------------------------------------------ scoring
@@ -84,7 +86,8 @@ class AnomalyDetector:
             raise UserError(f"{self.detector.workdir} holds no {outputs.SCORES_FILE}: rerun "
                             f"`python -m ae4ad_jax.main --workdir={self.detector.workdir} "
                             "--eval_only`.")
-        return saved["normal"][self.detector.member["member"]]
+        key = "normal" if self.score == outputs.RECONSTRUCTION else f"normal_{self.score}"
+        return saved[key][self.detector.member["member"]]
 
     def _score(self, images) -> dict:
         config = self.detector.config
@@ -118,9 +121,18 @@ class AnomalyDetector:
         member = {k: v for k, v in detector.member.items() if k != "member"}
         with files.atomic_path(path) as partial:
             export_member(detector.workdir, index, partial)
+            reconstruction, _ = outputs.read_threshold(detector.workdir, index, detector.epoch)
             files.write_json(os.path.join(partial, outputs.THRESHOLDS_FILE), {
                 "epoch": detector.epoch, "false_positive_rate": detector.false_positive_rate,
-                "members": [{"member": 0, **member, "threshold": detector.threshold}]})
+                "members": [{"member": 0, **member, "threshold": reconstruction,
+                             "variant_thresholds": outputs.read_variant_thresholds(
+                                 detector.workdir, index, detector.epoch)}]})
+            models = outputs.read_code_models(detector.workdir)
+            if models is not None:
+                prefix = f"m{index}/"
+                outputs.write_code_models(partial, {
+                    "m0/" + key[len(prefix):]: value for key, value in models.items()
+                    if key.startswith(prefix)})
             scores = outputs.read_scores(detector.workdir)
             if scores is not None:
                 outputs.write_scores(partial, {k: v[index:index + 1] for k, v in scores.items()
@@ -134,16 +146,23 @@ class AnomalyDetector:
         return path
 
     @classmethod
-    def load(cls, path: str, member: int = 0) -> "AnomalyDetector":
-        """A detector from a saved folder or any finished run's workdir (member `member`)."""
-        restored = cls(workdir=path, member=member)
-        restored._detector = detector_lib.load(path, member)
+    def load(cls, path: str, member: int = 0, score: str = "reconstruction"
+             ) -> "AnomalyDetector":
+        """A detector from a saved folder or any finished run's workdir (member `member`,
+        scoring with `score`)."""
+        restored = cls(workdir=path, member=member, score=score)
+        restored._detector = detector_lib.load(path, member, score)
         restored.config = restored._detector.config
         return restored
 
     def export(self, path: str) -> dict:
-        """The scoring function as a `jax.export` artefact (see `ae4ad_jax.scorer`)."""
+        """The scoring function as a `jax.export` artefact (see `ae4ad_jax.scorer`): the
+        reconstruction score and maps (the code scores need the run's normal codes)."""
         from ae4ad_jax.serving.exported import export_scorer
 
+        if self.score != outputs.RECONSTRUCTION:
+            raise UserError(f"The exported scorer gives the reconstruction score only, not "
+                            f"{self.score!r}: load the detector with score='reconstruction' "
+                            "to export it.")
         return export_scorer(self.detector.workdir, self.detector.member["member"],
                                     path)

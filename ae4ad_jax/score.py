@@ -1,7 +1,12 @@
 """Command line: score image files with a trained detector.
 
     python -m ae4ad_jax.score --workdir=runs/default --inputs=scans/ --out=scored/ \
-        [--member=0] [--nifti_axis=2] [--threshold=VALUE] [--overlays=false]
+        [--member=0] [--score=reconstruction] [--nifti_axis=2] [--threshold=VALUE] \
+        [--overlays=false]
+
+`--score` picks the score: the method's own ("reconstruction") or a score of the code
+(`code_density`, `code_knn`, `rate`, `combined_<one of them>`: evaluation/code_scores.py),
+each with its own threshold from the run's normal images.
 
 `--inputs` is a file or a folder (searched recursively), or several of them
 (comma-separated or the flag repeated); what is written: `serving/files.py`.
@@ -23,6 +28,7 @@ def report(summary, out) -> int:
     """The command's closing lines; its exit status."""
     decided = "" if summary["threshold"] is None else \
         f", {summary['images_abnormal']} above the threshold {summary['threshold']:.5g}"
+    decided += f" (score: {summary['score']})"
     print(f"Scored {summary['images_scored']} image(s) from {summary['files']} file(s)"
           f"{decided}; results in {out}/{SCORES_FILE}.")
     if summary["files_unreadable"]:
@@ -40,7 +46,8 @@ def main(argv):
     f = flags.FLAGS
     inputs = [part for value in f.inputs for part in value.split(",") if part]
     summary = exit_on_user_error(score_files, f.workdir, inputs, f.out, f.member,
-                                 f.nifti_axis, f.nifti_rotations, f.threshold, f.overlays)
+                                 f.nifti_axis, f.nifti_rotations, f.threshold, f.overlays,
+                                 score=f.score)
     sys.exit(report(summary, f.out))
 
 
@@ -50,6 +57,8 @@ if __name__ == "__main__":
                               "or repeated).")
     flags.DEFINE_string("out", None, "Folder for scores.csv, maps/, errors.csv, summary.json.")
     flags.DEFINE_integer("member", 0, "Which member of an ensemble run scores.")
+    flags.DEFINE_string("score", "reconstruction", "The score: reconstruction, code_density, "
+                        "code_knn, rate, or combined_<code score>.")
     flags.DEFINE_integer("nifti_axis", 2, "Axis of NIfTI volumes along which slices are taken.")
     flags.DEFINE_integer("nifti_rotations", 1, "Quarter turns applied to each NIfTI slice "
                          "(1: an axial RAS slice with anterior up).")

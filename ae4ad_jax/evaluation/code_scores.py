@@ -20,6 +20,8 @@ splits (host arrays; the member's d first units of the code):
 Pixel maps stay the reconstruction maps.
 """
 
+import dataclasses
+
 import numpy as np
 
 CODE_SCORES = ("code_density", "code_knn", "rate")
@@ -46,14 +48,18 @@ def ledoit_wolf(x):
 class GaussianDensity:
     """A Gaussian fitted to rows `x` [N, d] with the Ledoit-Wolf covariance."""
 
-    def __init__(self, x):
+    def __init__(self, mean, cholesky, shrinkage):
+        self.mean, self.cholesky = np.asarray(mean), np.asarray(cholesky)
+        self.shrinkage = float(shrinkage)
+        self.log_det = 2.0 * np.sum(np.log(np.diag(self.cholesky)))
+
+    @classmethod
+    def fit(cls, x):
         x = np.asarray(x, np.float64)
-        self.mean = x.mean(axis=0)
-        covariance, self.shrinkage = ledoit_wolf(x)
+        covariance, shrinkage = ledoit_wolf(x)
         covariance += 1e-9 * max(np.trace(covariance) / len(covariance), 1e-12) * np.eye(
             len(covariance))  # a constant code: a tiny floor keeps it invertible
-        self.cholesky = np.linalg.cholesky(covariance)
-        self.log_det = 2.0 * np.sum(np.log(np.diag(self.cholesky)))
+        return cls(x.mean(axis=0), np.linalg.cholesky(covariance), shrinkage)
 
     def mahalanobis(self, x):
         """Squared Mahalanobis distances of rows `x` [N, d] from the mean."""
@@ -88,51 +94,107 @@ def knn_distances(reference, queries, k: int, exclude_self: bool = False):
     return out
 
 
-def standardise_by(normal, *others):
-    """Each array minus the mean of `normal`, over its standard deviation (1 if zero)."""
-    normal = np.asarray(normal, np.float64)
-    mean, std = normal.mean(), normal.std()
-    std = std if std > 0 else 1.0
-    return [(np.asarray(x, np.float64) - mean) / std for x in (normal, *others)]
-
-
-def combined(recon_normal, recon_test, code_normal, code_test):
-    """(normal, test) combined scores: the sum of the standardised reconstruction and code
-    scores, each standardised by its normal images' scores."""
-    recon_normal, recon_test = standardise_by(recon_normal, recon_test)
-    code_normal, code_test = standardise_by(code_normal, code_test)
-    return recon_normal + code_normal, recon_test + code_test
-
-
 def _codes(split, latent_size):
     z = np.asarray(split["z_norm"])[..., :latent_size]
     return z.reshape(len(z), -1)
 
 
+RECONSTRUCTION = "reconstruction"  # the method's own score (runs.outputs.RECONSTRUCTION)
+
+
+@dataclasses.dataclass
+class CodeModel:
+    """What a member's code scores need beyond its network, fitted on normal images: the
+    Gaussian of their codes, the training-normal codes (k-NN) and, for the combined
+    scores, each score's mean and standard deviation on the threshold normals."""
+    latent_size: int
+    k: int
+    density: GaussianDensity | None
+    reference: np.ndarray | None  # [N, d] training-normal codes
+    stats: dict  # score name -> (mean, std) on the threshold normals
+    has_rate: bool
+
+    @classmethod
+    def fit(cls, train, normal, latent_size, k, normal_is_train):
+        """Fitted on a member's scored splits: `normal` sets thresholds (held-out normals,
+        or `train` itself when `normal_is_train`). Returns (model, normal's variants)."""
+        plain = "z_norm" in train
+        model = cls(latent_size, k,
+                    GaussianDensity.fit(_codes(normal, latent_size)) if plain else None,
+                    _codes(train, latent_size).astype(np.float32) if plain else None,
+                    {}, "bits" in train)
+        raw = model.code_scores(normal, exclude_self=normal_is_train)
+        raw[RECONSTRUCTION] = np.asarray(normal["score"], np.float64)
+        for name, values in raw.items():
+            std = float(values.std())
+            model.stats[name] = (float(values.mean()), std if std > 0 else 1.0)
+        return model, model.variants(normal, exclude_self=normal_is_train)
+
+    def code_scores(self, split, exclude_self=False) -> dict:
+        found = {}
+        if self.density is not None:
+            codes = _codes(split, self.latent_size)
+            found["code_density"] = self.density.negative_log_density(codes)
+            found["code_knn"] = knn_distances(self.reference, codes, self.k, exclude_self)
+        if self.has_rate:
+            found["rate"] = np.asarray(split["bits"], np.float64)
+        return found
+
+    def variants_available(self) -> list[str]:
+        names = (["code_density", "code_knn"] if self.density is not None else []) + (
+            ["rate"] if self.has_rate else [])
+        return names + [f"combined_{name}" for name in names]
+
+    def standardised(self, name, values):
+        mean, std = self.stats[name]
+        return (np.asarray(values, np.float64) - mean) / std
+
+    def variants(self, split, exclude_self=False) -> dict:
+        """{variant: scores} of a scored split (its "score" and code outputs)."""
+        found = self.code_scores(split, exclude_self)
+        recon = self.standardised(RECONSTRUCTION, split["score"])
+        for name in list(found):
+            found[f"combined_{name}"] = recon + self.standardised(name, found[name])
+        return found
+
+    def to_arrays(self, prefix) -> dict:
+        arrays = {f"{prefix}latent_size": np.int32(self.latent_size),
+                  f"{prefix}k": np.int32(self.k), f"{prefix}has_rate": np.int32(self.has_rate),
+                  f"{prefix}stats_names": np.array(list(self.stats)),
+                  f"{prefix}stats": np.array(list(self.stats.values()), np.float64)}
+        if self.density is not None:
+            arrays.update({f"{prefix}density_mean": self.density.mean,
+                           f"{prefix}density_cholesky": self.density.cholesky,
+                           f"{prefix}density_shrinkage": np.float64(self.density.shrinkage),
+                           f"{prefix}reference": self.reference})
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays, prefix):
+        density = None
+        if f"{prefix}density_mean" in arrays:
+            density = GaussianDensity(arrays[f"{prefix}density_mean"],
+                                      arrays[f"{prefix}density_cholesky"],
+                                      arrays[f"{prefix}density_shrinkage"])
+        stats = {str(name): tuple(float(v) for v in values) for name, values in zip(
+            arrays[f"{prefix}stats_names"], arrays[f"{prefix}stats"], strict=True)}
+        return cls(int(arrays[f"{prefix}latent_size"]), int(arrays[f"{prefix}k"]), density,
+                   arrays.get(f"{prefix}reference"), stats, bool(arrays[f"{prefix}has_rate"]))
+
+
+def models_to_arrays(models) -> dict:
+    """The code models of a run's members, for `code_models.npz` (member m: `m<m>/...`)."""
+    return {key: value for m, model in enumerate(models)
+            for key, value in model.to_arrays(f"m{m}/").items()}
+
+
+def model_from_arrays(arrays, member: int) -> CodeModel:
+    return CodeModel.from_arrays(arrays, f"m{member}/")
+
+
 def member_code_scores(train, normal, test, latent_size, k, normal_is_train):
-    """{variant: (normal scores, test scores or None)} for one member: the code scores
-    its splits allow, and their combinations with the reconstruction score. `normal` is
-    the split that sets thresholds (held-out normals, or `train` itself when
-    `normal_is_train`)."""
-    found = {}
-    if "z_norm" in train:
-        reference = _codes(train, latent_size)
-        density = GaussianDensity(_codes(normal, latent_size))
-        found["code_density"] = (density.negative_log_density(_codes(normal, latent_size)),
-                                 None if test is None else
-                                 density.negative_log_density(_codes(test, latent_size)))
-        found["code_knn"] = (
-            knn_distances(reference, _codes(normal, latent_size), k,
-                          exclude_self=normal_is_train),
-            None if test is None else knn_distances(reference, _codes(test, latent_size), k))
-    if "bits" in train:
-        found["rate"] = (np.asarray(normal["bits"], np.float64),
-                         None if test is None else np.asarray(test["bits"], np.float64))
-    for name, (code_normal, code_test) in list(found.items()):
-        if test is None:
-            found[f"combined_{name}"] = (standardise_by(normal["score"])[0]
-                                         + standardise_by(code_normal)[0], None)
-        else:
-            found[f"combined_{name}"] = combined(normal["score"], test["score"], code_normal,
-                                                 code_test)
-    return found
+    """(model, {variant: (normal scores, test scores or None)}) for one member."""
+    model, normal_variants = CodeModel.fit(train, normal, latent_size, k, normal_is_train)
+    test_variants = model.variants(test) if test is not None else {}
+    return model, {name: (values, test_variants.get(name))
+                   for name, values in normal_variants.items()}

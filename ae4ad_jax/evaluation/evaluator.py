@@ -25,28 +25,33 @@ def compute_metrics(test, train, labels, masks, latent_size, estimators=(), boot
     return row
 
 
+CODE_MODELS = "code_models"  # the key of the members' CodeModels among the scores
+
+
 def code_score_metrics(train, normal, test, labels, latent_size, k, false_positive_rate,
                        normal_is_train) -> dict:
     """For each code-score variant (`code_scores.py`): its image AUROC and AP on the test
     split (`auroc_<variant>`, `ap_<variant>`) and its decision threshold on the normal
-    images (`threshold_<variant>`)."""
+    images (`threshold_<variant>`); the member's fitted `CodeModel`; and the variants'
+    (normal, test) scores."""
     row = {}
-    variants = code_scores.member_code_scores(train, normal, test, latent_size, k,
-                                              normal_is_train)
+    model, variants = code_scores.member_code_scores(train, normal, test, latent_size, k,
+                                                     normal_is_train)
     for name, (normal_scores, test_scores) in variants.items():
         row[f"threshold_{name}"] = metrics.decision_threshold(normal_scores,
                                                               false_positive_rate)
         if test_scores is not None:
             found = metrics.image_metrics(test_scores, labels)
             row[f"auroc_{name}"], row[f"ap_{name}"] = found["auroc"], found["ap"]
-    return row
+    return row, model, variants
 
 
 def evaluate_members(weights, members, data, placed, config, method, plan, layout):
     """Scores train, val and test splits with every member (`weights`: the members'
     `scoring.scoring_weights`); one metrics row per member, and the scores behind them
     (arrays [M, N]: "test" (absent without a test split) and "normal", the normal images
-    that set the thresholds)."""
+    that set the thresholds; `normal_<variant>` and `test_<variant>` for the code scores;
+    and CODE_MODELS, each member's fitted code-score model)."""
     score = functools.partial(scoring.score_members, weights,
                               batch_size=config.eval.batch_size, method=method, plan=plan,
                               layout=layout)
@@ -55,7 +60,7 @@ def evaluate_members(weights, members, data, placed, config, method, plan, layou
     train = score(placed["train"])
     val = score(placed["val"]) if len(data.val_images) else None
     normal = (val if val is not None else train)["score"]
-    rows = []
+    rows, models, variant_scores = [], [], {}
     for m, member in enumerate(members):
         row = compute_metrics(None if test is None else ensemble.member(test, m),
                               ensemble.member(train, m), data.test_labels, data.test_masks,
@@ -68,13 +73,20 @@ def evaluate_members(weights, members, data, placed, config, method, plan, layou
         row.update(metrics.threshold_metrics(
             normal[m], None if test is None else test["score"][m], data.test_labels,
             config.eval.false_positive_rate, val is not None))
-        row.update(code_score_metrics(
+        code_row, model, variants = code_score_metrics(
             ensemble.member(train, m), ensemble.member(val if val is not None else train, m),
             None if test is None else ensemble.member(test, m), data.test_labels,
             member["latent_size"], config.eval.code_knn_k, config.eval.false_positive_rate,
-            normal_is_train=val is None))
+            normal_is_train=val is None)
+        row.update(code_row)
         rows.append(row)
-    scores = {"normal": normal}
+        models.append(model)
+        for name, (normal_scores, test_scores) in variants.items():
+            variant_scores.setdefault(f"normal_{name}", []).append(normal_scores)
+            if test_scores is not None:
+                variant_scores.setdefault(f"test_{name}", []).append(test_scores)
+    scores = {"normal": normal, CODE_MODELS: models,
+              **{key: np.stack(values) for key, values in variant_scores.items()}}
     if test is not None:
         scores["test"] = test["score"]
     return rows, scores

@@ -24,6 +24,8 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 THRESHOLDS_FILE = "thresholds.json"
 SCORES_FILE = "scores.npz"
+CODE_MODELS_FILE = "code_models.npz"  # what each member's code scores need (evaluation/)
+RECONSTRUCTION = "reconstruction"  # the score variant of the method's own score
 LOSSES_SHOWN = 8  # members whose loss the epoch line shows
 
 
@@ -137,13 +139,19 @@ def write_thresholds(workdir, false_positive_rate, members, rows, epoch) -> None
         "epoch": epoch, "false_positive_rate": false_positive_rate,
         "normal_images": "val_normal" if rows[0]["threshold_from_val"] else "train_normal",
         "members": [{"member": m, **member, "threshold": row["threshold"],
-                     "fpr_test_normal": row.get("fpr_test_normal")}
+                     "fpr_test_normal": row.get("fpr_test_normal"),
+                     "variant_thresholds": {key.removeprefix("threshold_"): value
+                                            for key, value in row.items()
+                                            if key.startswith("threshold_")
+                                            and key != "threshold_from_val"}}
                     for m, (member, row) in enumerate(zip(members, rows, strict=True))]})
 
 
-def read_threshold(workdir, index, epoch):
-    """(threshold, false-positive rate) of member `index` for the checkpoint of `epoch`,
-    or (None, None) when thresholds.json is missing or belongs to another checkpoint."""
+def read_threshold(workdir, index, epoch, variant=RECONSTRUCTION):
+    """(threshold, false-positive rate) of member `index`'s score `variant` (the method's
+    own score, or a code score: evaluation/code_scores.py) for the checkpoint of `epoch`,
+    or (None, None) when thresholds.json is missing, belongs to another checkpoint or
+    has no threshold for the variant."""
     path = os.path.join(workdir, THRESHOLDS_FILE)
     try:
         with open(path) as f:
@@ -156,8 +164,38 @@ def read_threshold(workdir, index, epoch):
     if saved.get("epoch") != epoch:
         return None, None
     rows = [row for row in saved["members"] if row["member"] == index]
-    return (float(rows[0]["threshold"]), float(saved["false_positive_rate"])) if rows \
-        else (None, None)
+    if not rows:
+        return None, None
+    value = (rows[0]["threshold"] if variant == RECONSTRUCTION
+             else rows[0].get("variant_thresholds", {}).get(variant))
+    return (None, None) if value is None else (float(value), float(saved["false_positive_rate"]))
+
+
+def read_variant_thresholds(workdir, index, epoch) -> dict:
+    """{score variant: threshold} of member `index` for the checkpoint of `epoch`."""
+    path = os.path.join(workdir, THRESHOLDS_FILE)
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    rows = [row for row in saved.get("members", []) if row.get("member") == index]
+    return dict(rows[0].get("variant_thresholds", {})) if rows and saved.get(
+        "epoch") == epoch else {}
+
+
+def write_code_models(workdir, arrays) -> None:
+    """code_models.npz: the arrays of every member's code-score model."""
+    files.write_npz(os.path.join(workdir, CODE_MODELS_FILE), arrays)
+
+
+def read_code_models(workdir) -> dict | None:
+    """code_models.npz's arrays, or None when the run wrote none."""
+    path = os.path.join(workdir, CODE_MODELS_FILE)
+    if not os.path.exists(path):
+        return None
+    with np.load(path) as saved:
+        return dict(saved)
 
 
 def write_scores(workdir, scores, test_labels) -> None:

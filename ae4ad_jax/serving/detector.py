@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ae4ad_jax.core.errors import UserError
-from ae4ad_jax.evaluation import scoring
+from ae4ad_jax.evaluation import code_scores, scoring
 from ae4ad_jax.methods import registry
 from ae4ad_jax.parallel import ensemble
 from ae4ad_jax.runs import checkpoints, manifest, outputs
@@ -35,6 +35,8 @@ class Detector:
     threshold: float | None  # None when the run set none for this checkpoint
     false_positive_rate: float | None
     workdir: str
+    variant: str = outputs.RECONSTRUCTION  # which score: the method's, or a code score
+    code_model: object = None  # its `code_scores.CodeModel` for a code score
 
     @property
     def image_shape(self) -> tuple:
@@ -45,7 +47,8 @@ class Detector:
 
         Images are scored in batches of `eval.batch_size`, the last one padded, so
         every call compiles (once) the same program; `first` is the first image's
-        index (its random stream, for methods that sample at test time)."""
+        index (its random stream, for methods that sample at test time). "score" is the
+        detector's `variant`; the maps are always the reconstruction maps."""
         images = np.asarray(images)
         if images.dtype != np.uint8 or images.shape[1:] != self.image_shape:
             raise ValueError(f"Detector.score takes uint8 images {self.image_shape}, got "
@@ -59,10 +62,14 @@ class Detector:
             out = scoring.score_images(self.weights, padded, first + start,
                                        method=self.method, batch_size=batch, with_maps=True)
             parts.append({key: np.asarray(out[key])[0, :len(chunk)]
-                          for key in ("score", "map") if key in out})
+                          for key in ("score", "map", "z_norm", "bits") if key in out})
         if not parts:
             return {"score": np.zeros(0, np.float32)}
-        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        scored = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        if self.variant != outputs.RECONSTRUCTION:
+            scored["score"] = self.code_model.variants(scored)[self.variant].astype(
+                np.float32)
+        return {key: value for key, value in scored.items() if key in ("score", "map")}
 
     def require_threshold(self) -> float:
         if self.threshold is None:
@@ -120,14 +127,35 @@ def _restore(workdir, template):
             "again.") from None
 
 
-def load(workdir: str, index: int = 0) -> Detector:
-    """Member `index` of the run in `workdir` at its latest checkpoint."""
+def _code_model(workdir, index, variant, method_name):
+    """The member's code-score model for `variant` (None for the reconstruction score)."""
+    if variant == outputs.RECONSTRUCTION:
+        return None
+    arrays = outputs.read_code_models(workdir)
+    if arrays is None:
+        raise UserError(f"{workdir} has no {outputs.CODE_MODELS_FILE}, so no code scores "
+                        f"(score {variant!r}): score with the reconstruction score, or run "
+                        f"`python -m ae4ad_jax.main --workdir={workdir} --eval_only` with this "
+                        "version to write it.")
+    model = code_scores.model_from_arrays(arrays, index)
+    known = [outputs.RECONSTRUCTION, *model.variants_available()]
+    if variant not in known:
+        raise UserError(f"Unknown score {variant!r} for member {index} of {workdir} (method "
+                        f"{method_name}): known are {', '.join(known)}.")
+    return model
+
+
+def load(workdir: str, index: int = 0, variant: str = outputs.RECONSTRUCTION) -> Detector:
+    """Member `index` of the run in `workdir` at its latest checkpoint, scoring with
+    `variant`: the method's own score ("reconstruction") or a code score
+    (evaluation/code_scores.py), with that variant's threshold."""
     if not os.path.isdir(workdir):
         raise UserError(f"Workdir {workdir} does not exist.")
     config = registry.resolve_config(workdir_lib.load_saved_config(workdir))
     members = ensemble.members_from_config(config)
     ensemble.check_member(members, index, workdir)
     method = registry.create(config)
+    code_model = _code_model(workdir, index, variant, config.method)
     width = max(m["latent_size"] for m in members)
     restored, epoch = _restore(workdir, _template(config, method, width, len(members)))
     if epoch == 0:
@@ -140,6 +168,6 @@ def load(workdir: str, index: int = 0) -> Detector:
                       "batch_stats": chosen.get("batch_stats", {}), **constants},
         "latent_mask": ensemble.latent_mask(members[index]["latent_size"], width)[None],
         "rng": chosen["rng"]})
-    threshold, rate = outputs.read_threshold(workdir, index, epoch)
+    threshold, rate = outputs.read_threshold(workdir, index, epoch, variant)
     return Detector(config, method, {"member": index, **members[index]}, weights, epoch,
-                    threshold, rate, workdir)
+                    threshold, rate, workdir, variant, code_model)

@@ -164,13 +164,15 @@ def _batches(paths, detector, outputs, nifti_axis, nifti_rotations, bar):
 
 
 def score_files(workdir, inputs, out_dir, member=0, nifti_axis=2, nifti_rotations=1,
-                threshold=None, write_overlays=True, stream=None) -> dict:
-    """Scores every file of `inputs` and writes --out's files; returns the summary."""
+                threshold=None, write_overlays=True, stream=None,
+                score="reconstruction") -> dict:
+    """Scores every file of `inputs` with the score variant `score` and writes --out's
+    files; returns the summary."""
     start = time.time()
     if nifti_axis not in (0, 1, 2):
         raise UserError(f"--nifti_axis must be 0, 1 or 2, got {nifti_axis}.")
     paths = image_files.list_inputs(inputs)
-    detector = detector_lib.load(workdir, member)
+    detector = detector_lib.load(workdir, member, score)
     if threshold is not None:
         detector.threshold, detector.false_positive_rate = float(threshold), None
     try:
@@ -193,6 +195,7 @@ def score_files(workdir, inputs, out_dir, member=0, nifti_axis=2, nifti_rotation
     seconds = time.time() - start
     summary = {
         "workdir": os.path.abspath(workdir), "member": detector.member,
+        "score": detector.variant,
         "epoch": detector.epoch, "threshold": detector.threshold,
         "threshold_source": ("--threshold" if threshold is not None else
                              None if detector.threshold is None else "thresholds.json"),

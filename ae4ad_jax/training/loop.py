@@ -20,7 +20,7 @@ from ae4ad_jax.core import batching
 from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.core.logs import log
 from ae4ad_jax.data import pipeline
-from ae4ad_jax.evaluation import evaluator, scoring
+from ae4ad_jax.evaluation import code_scores, evaluator, scoring
 from ae4ad_jax.methods import registry
 from ae4ad_jax.nets.layers import count_params
 from ae4ad_jax.parallel import ensemble, execution, sharding
@@ -233,6 +233,8 @@ def _train_and_evaluate(config, workdir, eval_only, data, stop):
         outputs.write_summary(workdir, summary)
         outputs.write_thresholds(workdir, config.eval.false_positive_rate, members, rows,
                                  last_saved)
+        outputs.write_code_models(workdir, code_scores.models_to_arrays(
+            scores.pop(evaluator.CODE_MODELS)))
         outputs.write_scores(workdir, scores, data.test_labels)
         if len(data.test_images):
             figures.write_examples(os.path.join(workdir, figures.EXAMPLES_FILE),

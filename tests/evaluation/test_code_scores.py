@@ -30,7 +30,7 @@ def _splits(shift, seed=0, constant_code=False):
 
 def _aurocs(shift, **kwargs):
     train, test, labels = _splits(shift, **kwargs)
-    found = code_scores.member_code_scores(train, train, test, D, 5, normal_is_train=True)
+    _, found = code_scores.member_code_scores(train, train, test, D, 5, normal_is_train=True)
     return {name: metrics.roc_auc_score(labels, test_scores)
             for name, (_, test_scores) in found.items()}, found, test, labels
 
@@ -58,7 +58,7 @@ def test_the_density_score_is_the_ledoit_wolf_gaussian_log_density():
     rng = np.random.default_rng(1)
     fit = rng.normal(size=(12, 10)) @ rng.normal(size=(10, 10))  # d close to N: shrunk
     query = rng.normal(size=(7, 10))
-    density = code_scores.GaussianDensity(fit)
+    density = code_scores.GaussianDensity.fit(fit)
     estimator = LedoitWolf().fit(fit)
     assert density.shrinkage == pytest.approx(estimator.shrinkage_, rel=1e-12)
     difference = query - fit.mean(axis=0)

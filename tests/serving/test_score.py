@@ -224,3 +224,38 @@ def test_dicom_window_and_monochrome1_follow_the_standard(tmp_path):
     expected = 255 - np.clip(np.rint((hu + 800) * 255 / 200), 0, 255)
     np.testing.assert_array_equal(image, expected)
     assert pydicom.dcmread(tmp_path / "w.dcm").PhotometricInterpretation == "MONOCHROME1"
+
+
+def test_code_scores_serve_through_the_api_save_and_the_score_command(fitted, probe,
+                                                                      tmp_path):
+    """A code-score detector recomputes the run's own variant scores of its held-out
+    normals, uses that variant's threshold, survives save and load, and the score
+    command uses it with --score."""
+    images = conform(phantom.generate(160, 48, 1, False)[0], SIZE, 1)
+    _, held_out = pipeline.split_validation(images, 0.25, fitted.config.seed)
+    with open(os.path.join(fitted.workdir, "thresholds.json")) as f:
+        thresholds = json.load(f)["members"][0]["variant_thresholds"]
+    for variant in ("code_density", "code_knn", "combined_code_density"):
+        detector = AnomalyDetector.load(fitted.workdir, score=variant)
+        np.testing.assert_allclose(detector.decision_function(held_out),
+                                   detector.decision_scores_, rtol=1e-4, atol=1e-4)
+        assert detector.threshold_ == pytest.approx(thresholds[variant])
+    scores = detector.decision_function(probe)  # combined_code_density
+    saved = AnomalyDetector.load(detector.save(str(tmp_path / "saved")),
+                                 score="combined_code_density")
+    np.testing.assert_array_equal(saved.decision_function(probe), scores)
+    assert saved.threshold_ == detector.threshold_
+
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        Image.fromarray(probe[i]).save(tmp_path / "in" / f"{i}.png")
+    summary = score_files(fitted.workdir, [str(tmp_path / "in")], str(tmp_path / "out"),
+                          score="combined_code_density", write_overlays=False)
+    assert summary["score"] == "combined_code_density"
+    assert summary["threshold"] == pytest.approx(thresholds["combined_code_density"])
+    with open(tmp_path / "out" / "scores.csv") as f:
+        got = sorted((r["file"], float(r["score"])) for r in csv.DictReader(f))
+    np.testing.assert_allclose([score for _, score in got], scores[:3], rtol=1e-5)
+    with pytest.raises(UserError, match=r"Unknown score 'bits'.*known are reconstruction, "
+                                        r"code_density, code_knn, combined_code_density"):
+        AnomalyDetector.load(fitted.workdir, score="bits")
