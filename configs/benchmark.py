@@ -16,7 +16,11 @@ SCOPE:
 - `family`: every method of the benchmark (the DAE at 128x128, batch 16, as the
   reference; the perceptual AE needs the VGG19 weights file);
 - `entropy`, `rate` (phantom only): the latent-entropy and rate-distortion sweeps
-  at a large d, on Table 1's data and schedule.
+  at a large d, on Table 1's data and schedule;
+- `claim`: the paper's claim tested (issue #27): d in {1, 4, 16, 64} x lambda_R in
+  {0, 1e-4, 1e-3} x three seeds with the learned rate, in one program; its report
+  adds claim.md and claim.png (reporting/claim.py). `configs/claim_phantom.py` is the
+  short form on phantom.
 Real datasets follow the reference's protocol (250 epochs, 600 for Brain Tumor).
 On `phantom` every scope is cut to minutes on a CPU: fewer images and epochs, five
 latent sizes x two seeds for Table 1, and the DAE's U-Net at 64x64 and narrower;
@@ -31,13 +35,14 @@ PAPER_SEEDS = (0, 1, 2)
 EPOCHS = {"rsna": 250, "vin": 250, "brain": 600, "lag": 250, "isic": 250, "c16": 250,
           "brats": 250}
 CHANNELS = {"c16": 3}  # Camelyon16 is RGB
-SCOPES = ("ae", "table1", "table2", "family", "entropy", "rate")
+SCOPES = ("ae", "table1", "table2", "family", "entropy", "rate", "claim")
 
 
 def _phantom(config, scope):
     """Cuts for a CPU: the whole Table 1 curve, or the method family, in minutes."""
     if scope in ("table1", "entropy", "rate"):
         config.latent_sizes, config.seeds = (1, 4, 16, 64, 256), (0, 1)
+    if scope in ("table1", "entropy", "rate", "claim"):  # the claim keeps its d and seeds
         config.num_epochs, config.eval_every_epochs = 10, 10
         config.phantom.num_train = 1500
     if scope in ("table2", "family"):
@@ -74,6 +79,10 @@ def get_config(arg="phantom"):
         config.channels = CHANNELS.get(dataset, 1)
     if scope == "table1":
         config.latent_sizes, config.seeds = PAPER_LATENT_SIZES, PAPER_SEEDS
+    if scope == "claim":
+        config.latent_sizes, config.seeds = (1, 4, 16, 64), PAPER_SEEDS
+        config.rate.enabled, config.rate_weights = True, (0.0, 1e-4, 1e-3)
+        config.val_fraction = 0.1  # held-out normals: thresholds, colours, label-free choices
     if scope in ("table2", "family"):
         config.methods = registry.NAMES if scope == "family" else registry.TABLE2
         config.seeds = PAPER_SEEDS

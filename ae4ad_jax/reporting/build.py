@@ -14,7 +14,7 @@ from ae4ad_jax.core import files
 from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.core.logs import log
 from ae4ad_jax.estimators.entropy import ESTIMATORS
-from ae4ad_jax.reporting import figures, page, tables
+from ae4ad_jax.reporting import claim, figures, page, tables
 from ae4ad_jax.runs import workdir as workdir_lib
 
 REPORT_DIR = "report"
@@ -78,6 +78,11 @@ def write_report(workdirs, out_dir=None) -> str:
     os.makedirs(out_dir, exist_ok=True)
     markdown = tables.write_table1(table, out_dir)
     _write_figures(table, out_dir)
+    rows = tables.read_rows(workdirs)
+    claim_markdown = claim.write_claim(rows, table, out_dir)
+    if claim_markdown:
+        figures.plot_claim(table, claim.measures(rows), os.path.join(out_dir, "claim.png"))
+        markdown += "\n" + claim_markdown
     if any("rate_weight" in e for e in table):
         markdown += "\n" + tables.write_rate_table(table, out_dir)
     page.write_score_figures(workdirs, out_dir)

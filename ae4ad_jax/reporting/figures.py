@@ -200,3 +200,32 @@ def write_examples(path, weights, data, per_class, method):
     plt.close(fig)
 
 
+
+
+def plot_claim(table, measures, path):
+    """Image AUROC against each normal-code measure (`measures`: (key, label)), one point
+    per (d, lambda_R) with seeds as error bars, coloured by the normal reconstruction
+    error (held-out normals when the run held some out)."""
+    plt = _pyplot()
+
+    error_key = tables.held_out(table, "recon_error")
+    errors = np.array([e[error_key][0] for e in table])
+    fig, axes = plt.subplots(1, len(measures), figsize=(5.5 * len(measures), 4),
+                             squeeze=False)
+    for ax, (key, label) in zip(axes[0], measures, strict=True):
+        x = np.array([e[key] for e in table])
+        y = 100 * np.array([e["auroc"] for e in table])
+        ax.errorbar(x[:, 0], y[:, 0], xerr=x[:, 1], yerr=y[:, 1], fmt="none",
+                    ecolor="0.6", capsize=2, zorder=1)
+        points = ax.scatter(x[:, 0], y[:, 0], c=errors, cmap="viridis", zorder=2)
+        for e, xi, yi in zip(table, x[:, 0], y[:, 0], strict=True):
+            text = f"d={e['latent_size']}" + (f", {e['rate_weight']:g}" if "rate_weight" in e
+                                              else "")
+            ax.annotate(text, (xi, yi), fontsize=6, textcoords="offset points", xytext=(3, 3))
+        ax.set_xlabel(label)
+        ax.set_ylabel("image AUROC (%)")
+        ax.grid(alpha=0.3)
+    fig.colorbar(points, ax=axes[0].tolist(),
+                 label=f"normal MSE ({error_key.removeprefix('recon_error_')})")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
