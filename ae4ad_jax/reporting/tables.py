@@ -229,6 +229,9 @@ def write_rate_table(table, out_dir) -> str:
 TABLE2_COLUMNS = (("auroc", "AUROC"), ("ap", "AP"), ("pixel_ap", "AP_pix"),
                   ("dice_best", "Dice*")) + tuple((key, name) for key, name, _ in CODE_COLUMNS)
 TABLE2_FILE, TABLE2_CSV = "table2.md", "table2.csv"
+# The CSV adds each code score's AP to the table's columns.
+TABLE2_CSV_KEYS = tuple(key for key, _ in TABLE2_COLUMNS) + tuple(
+    key.replace("auroc_", "ap_", 1) for key, _, _ in CODE_COLUMNS)
 
 
 def method_entry(workdir, latent_size) -> dict:
@@ -237,7 +240,7 @@ def method_entry(workdir, latent_size) -> dict:
     rows = [r for r in read_rows([workdir]) if not r.get("entropy_weight")]
     rows = [r for r in rows if r["latent_size"] == latent_size] or rows
     entry = {"seeds": sorted(r["seed"] for r in rows)}
-    for key, _ in TABLE2_COLUMNS:
+    for key in TABLE2_CSV_KEYS:
         values = [r[key] for r in rows if isinstance(r.get(key), float)]
         if len(values) == len(rows):
             entry[key] = (float(np.mean(values)), float(np.std(values)))
@@ -289,9 +292,9 @@ def write_table2(out_dir, dataset, latent_size, rows, note) -> str:
     with files.atomic_path(os.path.join(out_dir, TABLE2_CSV)) as partial, \
             open(partial, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["method", "num_seeds"] + [f"{k}_{s}" for k, _ in TABLE2_COLUMNS
+        writer.writerow(["method", "num_seeds"] + [f"{k}_{s}" for k in TABLE2_CSV_KEYS
                                                    for s in ("mean", "std")])
         for name, entry in rows:
             writer.writerow([name, len(entry["seeds"])] + [
-                entry[k][i] if k in entry else "" for k, _ in TABLE2_COLUMNS for i in (0, 1)])
+                entry[k][i] if k in entry else "" for k in TABLE2_CSV_KEYS for i in (0, 1)])
     return markdown
