@@ -28,6 +28,7 @@ from ae4ad_jax.core import files
 from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.data import pipeline
 from ae4ad_jax.data.preprocessing import conform
+from ae4ad_jax.evaluation.code_scores import RECONSTRUCTION
 from ae4ad_jax.runs import outputs
 from ae4ad_jax.serving import detector as detector_lib
 
@@ -86,7 +87,7 @@ class AnomalyDetector:
             raise UserError(f"{self.detector.workdir} holds no {outputs.SCORES_FILE}: rerun "
                             f"`python -m ae4ad_jax.main --workdir={self.detector.workdir} "
                             "--eval_only`.")
-        key = "normal" if self.score == outputs.RECONSTRUCTION else f"normal_{self.score}"
+        key = "normal" if self.score == RECONSTRUCTION else f"normal_{self.score}"
         return saved[key][self.detector.member["member"]]
 
     def _score(self, images) -> dict:
@@ -160,7 +161,7 @@ class AnomalyDetector:
         reconstruction score and maps (the code scores need the run's normal codes)."""
         from ae4ad_jax.serving.exported import export_scorer
 
-        if self.score != outputs.RECONSTRUCTION:
+        if self.score != RECONSTRUCTION:
             raise UserError(f"The exported scorer gives the reconstruction score only, not "
                             f"{self.score!r}: load the detector with score='reconstruction' "
                             "to export it.")

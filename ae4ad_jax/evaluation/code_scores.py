@@ -24,7 +24,6 @@ import dataclasses
 
 import numpy as np
 
-CODE_SCORES = ("code_density", "code_knn", "rate")
 KNN_BLOCK = 1024  # query rows per distance block (memory: block x reference codes)
 
 
@@ -99,7 +98,7 @@ def _codes(split, latent_size):
     return z.reshape(len(z), -1)
 
 
-RECONSTRUCTION = "reconstruction"  # the method's own score (runs.outputs.RECONSTRUCTION)
+RECONSTRUCTION = "reconstruction"  # the name of the method's own score
 
 
 @dataclasses.dataclass
@@ -124,11 +123,11 @@ class CodeModel:
                     _codes(train, latent_size).astype(np.float32) if plain else None,
                     {}, "bits" in train)
         raw = model.code_scores(normal, exclude_self=normal_is_train)
-        raw[RECONSTRUCTION] = np.asarray(normal["score"], np.float64)
-        for name, values in raw.items():
+        for name, values in [(RECONSTRUCTION, np.asarray(normal["score"], np.float64)),
+                             *raw.items()]:
             std = float(values.std())
             model.stats[name] = (float(values.mean()), std if std > 0 else 1.0)
-        return model, model.variants(normal, exclude_self=normal_is_train)
+        return model, model._with_combined(raw, normal["score"])
 
     def code_scores(self, split, exclude_self=False) -> dict:
         found = {}
@@ -151,11 +150,13 @@ class CodeModel:
 
     def variants(self, split, exclude_self=False) -> dict:
         """{variant: scores} of a scored split (its "score" and code outputs)."""
-        found = self.code_scores(split, exclude_self)
-        recon = self.standardised(RECONSTRUCTION, split["score"])
-        for name in list(found):
-            found[f"combined_{name}"] = recon + self.standardised(name, found[name])
-        return found
+        return self._with_combined(self.code_scores(split, exclude_self), split["score"])
+
+    def _with_combined(self, found, reconstruction_scores) -> dict:
+        """The code scores `found` and each one's combination with the reconstruction."""
+        recon = self.standardised(RECONSTRUCTION, reconstruction_scores)
+        return {**found, **{f"combined_{name}": recon + self.standardised(name, values)
+                            for name, values in found.items()}}
 
     def to_arrays(self, prefix) -> dict:
         arrays = {f"{prefix}latent_size": np.int32(self.latent_size),

@@ -157,7 +157,6 @@ class Watchdog(threading.Thread):
         self.process, self.count = jax.process_index(), jax.process_count()
         self.timeout = float(timeout)
         self.interval = interval or min(5.0, self.timeout / 6)
-        self.lost = None  # the message, once a process is lost
         self.finished = threading.Event()
 
     def stop(self):
@@ -195,11 +194,11 @@ class Watchdog(threading.Thread):
     def _exit(self, what):
         if self.finished.is_set():
             return
-        self.lost = (f"error: lost a worker of this {self.count}-process run: {what}. This is "
+        message = (f"error: lost a worker of this {self.count}-process run: {what}. This is "
                      f"process {self.process}; it stops with status {REQUEUE_STATUS}. The "
                      "checkpoints written so far are whole: run the same command again (on "
                      "these or other processes, or one) to resume from the last one.")
-        print(self.lost, file=sys.stderr, flush=True)
+        print(message, file=sys.stderr, flush=True)
         os._exit(REQUEUE_STATUS)
 
     def explain(self, error: BaseException) -> None:

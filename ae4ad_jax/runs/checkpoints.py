@@ -185,14 +185,15 @@ def _move_aside(workdir: str, directory: str, step: int, what: str, error) -> No
         f"{aside}, and the run goes on from the newest readable checkpoint.")
 
 
-def _restore(directory, step, template, what):
-    """The checkpoint's arrays in the shapes of `template` (a tree of arrays or
-    `jax.ShapeDtypeStruct`), or the error that made it unreadable. A checkpoint that does
-    not fit the template raises IncompatibleCheckpoint."""
+def _restore(directory, step, template_of, what):
+    """The checkpoint's arrays in the shapes of `template_of(its array metadata)` (a tree
+    of arrays or `jax.ShapeDtypeStruct`), or the error that made it unreadable. A
+    checkpoint that does not fit the template raises IncompatibleCheckpoint."""
     try:
         stored = _stored_tree(directory, step)
     except Exception as error:  # noqa: BLE001 - any failure to read is an unreadable file
         return None, error
+    template = template_of(stored)
     _check_fits(template, stored, what, directory)
     manager = ocp.CheckpointManager(directory)
     try:
@@ -209,7 +210,7 @@ def restore_or_keep(manager, state, workdir):
     payload = _payload(state)
     directory = str(manager.directory)
     while (epoch := manager.latest_step()) is not None:
-        restored, error = _restore(directory, epoch, payload, f"epoch {epoch}")
+        restored, error = _restore(directory, epoch, lambda _: payload, f"epoch {epoch}")
         if error is None:
             return state.replace(**restored), int(epoch)
         _move_aside(workdir, directory, epoch, f"epoch {epoch}", error)
@@ -230,15 +231,13 @@ def restore_stopped(workdir: str, state, after_step: int):
     if step is None or step <= after_step:
         return None
     what = f"step {step}"
-    try:
-        stored = _stored_tree(directory, step)
-    except Exception as error:  # noqa: BLE001
-        _move_aside(workdir, directory, step, what, error)
-        return None
-    metrics = {key: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype)
-               for key, leaf in stored.get("epoch_metrics", {}).items()}
-    restored, error = _restore(directory, step, {**_payload(state), "epoch_metrics": metrics},
-                               what)
+
+    def template_of(stored):  # the epoch's metrics so far, in their stored shapes
+        return {**_payload(state), "epoch_metrics": {
+            key: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype)
+            for key, leaf in stored.get("epoch_metrics", {}).items()}}
+
+    restored, error = _restore(directory, step, template_of, what)
     if error is not None:
         _move_aside(workdir, directory, step, what, error)
         return None

@@ -25,7 +25,6 @@ SUMMARY_FILE = "summary.json"
 THRESHOLDS_FILE = "thresholds.json"
 SCORES_FILE = "scores.npz"
 CODE_MODELS_FILE = "code_models.npz"  # what each member's code scores need (evaluation/)
-RECONSTRUCTION = "reconstruction"  # the score variant of the method's own score
 LOSSES_SHOWN = 8  # members whose loss the epoch line shows
 
 
@@ -147,11 +146,9 @@ def write_thresholds(workdir, false_positive_rate, members, rows, epoch) -> None
                     for m, (member, row) in enumerate(zip(members, rows, strict=True))]})
 
 
-def read_threshold(workdir, index, epoch, variant=RECONSTRUCTION):
-    """(threshold, false-positive rate) of member `index`'s score `variant` (the method's
-    own score, or a code score: evaluation/code_scores.py) for the checkpoint of `epoch`,
-    or (None, None) when thresholds.json is missing, belongs to another checkpoint or
-    has no threshold for the variant."""
+def _member_thresholds(workdir, index, epoch):
+    """(member `index`'s row of thresholds.json, the file) for the checkpoint of `epoch`,
+    or (None, None) when the file is missing or belongs to another checkpoint."""
     path = os.path.join(workdir, THRESHOLDS_FILE)
     try:
         with open(path) as f:
@@ -164,24 +161,32 @@ def read_threshold(workdir, index, epoch, variant=RECONSTRUCTION):
     if saved.get("epoch") != epoch:
         return None, None
     rows = [row for row in saved["members"] if row["member"] == index]
-    if not rows:
-        return None, None
-    value = (rows[0]["threshold"] if variant == RECONSTRUCTION
-             else rows[0].get("variant_thresholds", {}).get(variant))
+    return (rows[0], saved) if rows else (None, None)
+
+
+def read_threshold(workdir, index, epoch, variant=None):
+    """(threshold, false-positive rate) of member `index`'s score `variant` (None: the
+    method's own score; else a code score, evaluation/code_scores.py) for the checkpoint
+    of `epoch`, or (None, None) when thresholds.json is missing, belongs to another
+    checkpoint or has no threshold for the variant."""
+    row, saved = _member_thresholds(workdir, index, epoch)
+    value = None if row is None else (row["threshold"] if variant is None
+                                      else row.get("variant_thresholds", {}).get(variant))
     return (None, None) if value is None else (float(value), float(saved["false_positive_rate"]))
 
 
 def read_variant_thresholds(workdir, index, epoch) -> dict:
     """{score variant: threshold} of member `index` for the checkpoint of `epoch`."""
-    path = os.path.join(workdir, THRESHOLDS_FILE)
-    try:
-        with open(path) as f:
-            saved = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    rows = [row for row in saved.get("members", []) if row.get("member") == index]
-    return dict(rows[0].get("variant_thresholds", {})) if rows and saved.get(
-        "epoch") == epoch else {}
+    row, _ = _member_thresholds(workdir, index, epoch)
+    return {} if row is None else dict(row.get("variant_thresholds", {}))
+
+
+def _read_npz(workdir, name) -> dict | None:
+    path = os.path.join(workdir, name)
+    if not os.path.exists(path):
+        return None
+    with np.load(path) as saved:
+        return dict(saved)
 
 
 def write_code_models(workdir, arrays) -> None:
@@ -191,11 +196,7 @@ def write_code_models(workdir, arrays) -> None:
 
 def read_code_models(workdir) -> dict | None:
     """code_models.npz's arrays, or None when the run wrote none."""
-    path = os.path.join(workdir, CODE_MODELS_FILE)
-    if not os.path.exists(path):
-        return None
-    with np.load(path) as saved:
-        return dict(saved)
+    return _read_npz(workdir, CODE_MODELS_FILE)
 
 
 def write_scores(workdir, scores, test_labels) -> None:
@@ -209,8 +210,4 @@ def write_scores(workdir, scores, test_labels) -> None:
 
 def read_scores(workdir) -> dict | None:
     """scores.npz's arrays, or None when the run wrote none (it has not finished)."""
-    path = os.path.join(workdir, SCORES_FILE)
-    if not os.path.exists(path):
-        return None
-    with np.load(path) as saved:
-        return dict(saved)
+    return _read_npz(workdir, SCORES_FILE)

@@ -35,7 +35,7 @@ class Detector:
     threshold: float | None  # None when the run set none for this checkpoint
     false_positive_rate: float | None
     workdir: str
-    variant: str = outputs.RECONSTRUCTION  # which score: the method's, or a code score
+    variant: str = code_scores.RECONSTRUCTION  # which score: the method's, or the code's
     code_model: object = None  # its `code_scores.CodeModel` for a code score
 
     @property
@@ -66,7 +66,7 @@ class Detector:
         if not parts:
             return {"score": np.zeros(0, np.float32)}
         scored = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-        if self.variant != outputs.RECONSTRUCTION:
+        if self.variant != code_scores.RECONSTRUCTION:
             scored["score"] = self.code_model.variants(scored)[self.variant].astype(
                 np.float32)
         return {key: value for key, value in scored.items() if key in ("score", "map")}
@@ -129,7 +129,7 @@ def _restore(workdir, template):
 
 def _code_model(workdir, index, variant, method_name):
     """The member's code-score model for `variant` (None for the reconstruction score)."""
-    if variant == outputs.RECONSTRUCTION:
+    if variant == code_scores.RECONSTRUCTION:
         return None
     arrays = outputs.read_code_models(workdir)
     if arrays is None:
@@ -138,14 +138,14 @@ def _code_model(workdir, index, variant, method_name):
                         f"`python -m ae4ad_jax.main --workdir={workdir} --eval_only` with this "
                         "version to write it.")
     model = code_scores.model_from_arrays(arrays, index)
-    known = [outputs.RECONSTRUCTION, *model.variants_available()]
+    known = [code_scores.RECONSTRUCTION, *model.variants_available()]
     if variant not in known:
         raise UserError(f"Unknown score {variant!r} for member {index} of {workdir} (method "
                         f"{method_name}): known are {', '.join(known)}.")
     return model
 
 
-def load(workdir: str, index: int = 0, variant: str = outputs.RECONSTRUCTION) -> Detector:
+def load(workdir: str, index: int = 0, variant: str = code_scores.RECONSTRUCTION) -> Detector:
     """Member `index` of the run in `workdir` at its latest checkpoint, scoring with
     `variant`: the method's own score ("reconstruction") or a code score
     (evaluation/code_scores.py), with that variant's threshold."""
@@ -168,6 +168,7 @@ def load(workdir: str, index: int = 0, variant: str = outputs.RECONSTRUCTION) ->
                       "batch_stats": chosen.get("batch_stats", {}), **constants},
         "latent_mask": ensemble.latent_mask(members[index]["latent_size"], width)[None],
         "rng": chosen["rng"]})
-    threshold, rate = outputs.read_threshold(workdir, index, epoch, variant)
+    threshold, rate = outputs.read_threshold(
+        workdir, index, epoch, None if variant == code_scores.RECONSTRUCTION else variant)
     return Detector(config, method, {"member": index, **members[index]}, weights, epoch,
                     threshold, rate, workdir, variant, code_model)

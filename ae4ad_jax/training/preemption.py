@@ -41,7 +41,7 @@ def _sync_manager():
 
 class Stop:
     """Signal handlers for a run, installed on entering the `with` block and put back on
-    leaving it. `requested(boundary)` answers at each program boundary, the same sequence
+    leaving it. `requested()` answers at each program boundary, the same sequence
     of calls on every process."""
 
     def __init__(self):
@@ -78,10 +78,9 @@ class Stop:
         if self._synced:  # the sync manager hears SIGTERM only
             signal.raise_signal(signal.SIGTERM)
 
-    def requested(self, boundary=None) -> bool:
+    def requested(self) -> bool:
         """Whether to stop at this boundary. On many processes all of them agree: each
         call is one boundary of the sequence that every process walks through."""
-        del boundary
         self._boundaries += 1
         if not self._synced:
             return self.signal_name is not None

@@ -162,7 +162,7 @@ def run_epoch(state, rows, epoch, *, method, batch_size, plan, layout=None, star
     Members go through in chunks of `plan.chunk` per device, every chunk one program
     further before the next program starts, so all members stand at one position.
     `earlier` holds the metrics of steps 0 .. start - 1 (host arrays [M, start]) when an
-    epoch is resumed mid-way. `stop(boundary)` is asked before every program; when it says
+    epoch is resumed mid-way. `stop()` is asked before every program; when it says
     True the epoch ends there, unfinished (position < steps of the epoch), and the
     method's edit after an epoch is not applied.
     """
@@ -182,7 +182,7 @@ def run_epoch(state, rows, epoch, *, method, batch_size, plan, layout=None, star
         per_program = min(plan.steps_per_program, total)
     position, collected = start, []
     while position < total:
-        if stop is not None and stop(position):
+        if stop is not None and stop():
             break
         num_steps = min(per_program, total - position)
         step = sharding.distribute(

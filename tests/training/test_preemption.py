@@ -18,10 +18,10 @@ def _signal_at(monkeypatch, boundary, signum=signal.SIGTERM):
     program boundary, counted from 1)."""
     real = preemption.Stop.requested
 
-    def requested(self, position=None):
+    def requested(self):
         if self._boundaries + 1 == boundary:
             os.kill(os.getpid(), signum)
-        return real(self, position)
+        return real(self)
 
     monkeypatch.setattr(preemption.Stop, "requested", requested)
 
