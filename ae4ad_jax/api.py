@@ -55,6 +55,7 @@ class AnomalyDetector:
         config = registry.resolve_config(self.config.copy_and_resolve_references())
         with config.unlocked():
             config.dataset = pipeline.ARRAYS
+        config = pipeline.resolve_channels(config, images)
         images = conform(images, config.image_size, config.channels)
         train_images, val_images = pipeline.split_validation(
             images, config.val_fraction, config.seed)
@@ -88,7 +89,13 @@ class AnomalyDetector:
                             f"`python -m ae4ad_jax.main --workdir={self.detector.workdir} "
                             "--eval_only`.")
         key = "normal" if self.score == RECONSTRUCTION else f"normal_{self.score}"
-        return saved[key][self.detector.member["member"]]
+        member = self.detector.member["member"]
+        values = saved.get(key)
+        if values is None or values.ndim != 2 or len(values) <= member:
+            raise UserError(f"{self.detector.workdir}/{outputs.SCORES_FILE} lacks the scores "
+                            f"{key!r} of member {member}; rerun `python -m ae4ad_jax.main "
+                            f"--workdir={self.detector.workdir} --eval_only`.")
+        return values[member]
 
     def _score(self, images) -> dict:
         config = self.detector.config

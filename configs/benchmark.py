@@ -34,7 +34,6 @@ PAPER_LATENT_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
 PAPER_SEEDS = (0, 1, 2)
 EPOCHS = {"rsna": 250, "vin": 250, "brain": 600, "lag": 250, "isic": 250, "c16": 250,
           "brats": 250}
-CHANNELS = {"c16": 3}  # Camelyon16 is RGB
 SCOPES = ("ae", "table1", "table2", "family", "entropy", "rate", "claim")
 
 
@@ -76,7 +75,6 @@ def get_config(arg="phantom"):
     config.dataset = dataset
     if dataset != "phantom":
         config.num_epochs = EPOCHS[dataset]
-        config.channels = CHANNELS.get(dataset, 1)
     if scope == "table1":
         config.latent_sizes, config.seeds = PAPER_LATENT_SIZES, PAPER_SEEDS
     if scope == "claim":

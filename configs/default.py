@@ -4,22 +4,30 @@
 
 Every other config starts from this one (`benchmark.py` for the datasets and the
 paper's tables, `test.py` for tests) and overrides what differs. The optimiser,
-batch size, architecture and preprocessing are the reference's
-(../shared/REFERENCE.md); only the number of epochs is cut for `phantom`. The
-declared groups (`model`, `rate` and each method's own) take their defaults from
-their declarations (ae4ad_jax/methods/registry.py).
+batch size, architecture and preprocessing are the reference's (docs/methods.md);
+only the number of epochs is cut for `phantom`. The declared groups (`model`,
+`rate`, each method's own, `input_limits`) take their defaults from their
+declarations (ae4ad_jax/methods/registry.py, ae4ad_jax/data/decoding.py).
 """
 
 import ml_collections
 
+from ae4ad_jax.core import settings
+from ae4ad_jax.data import decoding, pipeline
 from ae4ad_jax.methods import registry
 
 
 def get_config():
     config = ml_collections.ConfigDict()
     config.dataset = "phantom"
+    # Where data lives on this machine; `--eval_only` of a saved workdir never takes these
+    # (nor compilation_cache) from its config.json: main's --data_dir, --tfds_dir give them.
     config.data_dir = ""  # raw data folder of a real dataset ("" = the dataset's default)
-    config.tfds_dir = "~/tensorflow_datasets"  # where prepared datasets are written
+    config.tfds_dir = pipeline.TFDS_DIR  # where prepared datasets are written
+    # Caps on what one input file may decode to (ae4ad_jax/data/decoding.py: pixels per
+    # image, slices per volume, decoded bytes); a file over them stops the data's
+    # preparation naming it.
+    config.input_limits = ml_collections.ConfigDict(settings.defaults(decoding.Limits))
     # One of ae4ad_jax.methods.registry.NAMES (the README's method table). `methods`, when set, runs
     # each listed method in WORKDIR/<method> and writes WORKDIR/table2.md, taking AE[d_opt]
     # from the Table 1 run in `table1_workdir`.
@@ -32,7 +40,7 @@ def get_config():
     config.latent_sizes = ()
     config.seeds = ()
     config.image_size = 64
-    config.channels = 1
+    config.channels = 0  # 0: the dataset's (Camelyon16 RGB, the others gray); 1 or 3
     config.seed = 0
     config.val_fraction = 0.0  # normal training images held out (0 = the paper's protocol)
 

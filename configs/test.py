@@ -12,6 +12,7 @@ from configs import default
 def get_config():
     config = default.get_config()
     config.image_size = 32
+    config.channels = 1  # phantom's, set here: tests build models without a run's resolution
     config.num_epochs = 5
     config.batch_size = 32
     config.eval_every_epochs = 5

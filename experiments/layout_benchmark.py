@@ -85,7 +85,7 @@ def main(argv):
     del argv
     cpu_kernels.apply_xla_cpu_flags()
     config = default.get_config()
-    config.image_size = FLAGS.size
+    config.image_size, config.channels = FLAGS.size, 1
     print(f"jax {jax.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind}), "
           f"{len(jax.devices())} device(s), {os.cpu_count()} cores; {FLAGS.size}x{FLAGS.size}x1, "
           f"batch {BATCH}")

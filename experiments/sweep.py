@@ -31,7 +31,7 @@ from ae4ad_jax.core.errors import REQUEUE_STATUS, UserError, exit_on_user_error 
 from ae4ad_jax.core.logs import quiet_library_logs  # noqa: E402
 from ae4ad_jax.parallel import sharding  # noqa: E402
 
-# Training images (normal), test images, epochs, channels: ../shared/REFERENCE.md.
+# Training images (normal), test images, epochs, channels of the benchmark's datasets.
 DATASETS = {
     "rsna": (3851, 2000, 250, 1), "vin": (4000, 2000, 250, 1), "brain": (1000, 1200, 600, 1),
     "lag": (1500, 1622, 250, 1), "isic": (6705, 1512, 250, 1), "c16": (5088, 2233, 250, 3),

@@ -24,11 +24,13 @@ LAYERS = {
     "runs": ("core",),
     "parallel": ("core", "nets"),
     "methods": ("core", "nets", "estimators", "parallel"),
+    "config": ("core", "nets", "estimators", "data", "parallel", "methods", "runs"),
     "evaluation": ("core", "nets", "estimators", "data", "parallel", "methods"),
     "reporting": ("core", "estimators", "data", "parallel", "methods", "evaluation", "runs"),
-    "serving": ("core", "nets", "data", "parallel", "methods", "evaluation", "runs"),
-    "training": ("core", "nets", "estimators", "data", "parallel", "methods", "evaluation",
-                 "runs", "reporting"),
+    "serving": ("core", "nets", "data", "parallel", "methods", "config", "evaluation",
+                "runs"),
+    "training": ("core", "nets", "estimators", "data", "parallel", "methods", "config",
+                 "evaluation", "runs", "reporting"),
 }
 ENTRY_POINTS = ("main", "report", "export", "score", "scorer", "api")
 # Libraries a layer's modules may not import at module level: the networks know no

@@ -87,8 +87,8 @@ _CHUNK = 32
 
 
 def _decode_job(job):
-    index, item, image_size, channels, with_mask = job
-    image, mask = real.decode(item, image_size, channels, with_mask)
+    index, item, image_size, channels, with_mask, limits = job
+    image, mask = real.decode(item, image_size, channels, with_mask, limits)
     return index, item, image, mask
 
 
@@ -118,8 +118,8 @@ class MedicalImages(tfds.core.GeneratorBasedBuilder):
 
     VERSION = tfds.core.Version("1.0.0")
 
-    def __init__(self, *, splits, **kwargs):
-        self._splits = splits
+    def __init__(self, *, splits, limits, **kwargs):
+        self._splits, self._limits = splits, limits
         super().__init__(**kwargs)
 
     def _info(self):
@@ -135,7 +135,7 @@ class MedicalImages(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, items, split):
         cfg = self.builder_config
-        jobs = [(i, item, cfg.image_size, cfg.channels, cfg.has_masks)
+        jobs = [(i, item, cfg.image_size, cfg.channels, cfg.has_masks, self._limits)
                 for i, item in enumerate(items)]
         workers = min(os.cpu_count() or 1, 16)
         if len(jobs) < _PARALLEL_MIN_ITEMS or workers == 1:

@@ -12,13 +12,16 @@ import shutil
 
 import numpy as np
 
+from ae4ad_jax.core import settings
 from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.data import real
+from ae4ad_jax.data.decoding import Limits
 
 _READ_CHUNK = 1024
 
 ARRAYS = "arrays"  # images given in memory (AnomalyDetector.fit): no files to prepare
 DATASETS = ("phantom", *real.SPECS, ARRAYS)  # the embedded one, the real ones (and folders)
+TFDS_DIR = "~/tensorflow_datasets"  # where prepared datasets are written by default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +46,37 @@ class Data:
 def check_dataset_name(name: str) -> None:
     if name not in DATASETS:
         raise UserError(f"Unknown dataset {name!r}: known datasets are {', '.join(DATASETS)}.")
+
+
+def dataset_channels(name: str) -> int | None:
+    """The channel count a dataset has (None: the config's choice, gray by default)."""
+    if name == "phantom":
+        return 1
+    spec = real.SPECS.get(name)
+    return None if spec is None else spec.channels
+
+
+def resolve_channels(config, images=None):
+    """The config with `channels` set when it is 0 ("the dataset's"): the dataset's
+    count; for images given in memory, 3 when every image has 3 channels; else 1."""
+    if config.channels:
+        return config
+    channels = dataset_channels(config.dataset)
+    if channels is None and images is not None:
+        try:
+            shapes = [np.shape(image) for image in images]
+        except TypeError:  # not images at all: conform() says what it needs
+            shapes = []
+        channels = 3 if shapes and all(len(s) == 3 and s[-1] == 3 for s in shapes) else 1
+    resolved = config.copy_and_resolve_references()
+    resolved.channels = channels or 1
+    return resolved
+
+
+def limits(config) -> Limits:
+    """The caps on decoding one file (config group `input_limits`; its declared defaults
+    where a saved config has none)."""
+    return settings.from_config(Limits, config.get("input_limits", None) or {})
 
 
 def raw_root(config) -> str:
@@ -72,9 +106,11 @@ def create_builder(config):
         return builders.Phantom(config=builder_config, **kwargs)
     root = raw_root(config)
     splits, has_masks = real.list_dataset(config.dataset, root)
-    builder_config = builders.real_config(config.dataset, config.image_size, config.channels,
-                                          root, splits, has_masks)
-    return builders.MedicalImages(splits=splits, config=builder_config, **kwargs)
+    builder_config = builders.real_config(config.dataset, config.image_size,
+                                          resolve_channels(config).channels, root, splits,
+                                          has_masks)
+    return builders.MedicalImages(splits=splits, limits=limits(config), config=builder_config,
+                                  **kwargs)
 
 
 def split_validation(train_images, fraction, seed):

@@ -3,9 +3,11 @@
 A listing turns a raw folder in its published layout into splits of `Item`s
 (image path, label, optional mask path), checking the layout as it goes so
 that every problem is reported with the file or folder it concerns, before
-anything is written. Decoding follows the reference: PIL `convert("L")`
-(`"RGB"` for Camelyon16), bilinear resize to the configured size (masks:
-nearest, then > 0), uint8.
+anything is written; a listed name that leads outside its folder is refused.
+Decoding is the scoring command's (`decoding.decode_image`, within the caps of
+config group `input_limits`), then the reference's preprocessing: PIL
+`convert("L")` (`"RGB"` for Camelyon16), bilinear resize to the configured size
+(masks: `convert("L")`, nearest, then > 0), uint8.
 """
 
 import csv
@@ -17,12 +19,13 @@ import numpy as np
 from PIL import Image
 
 from ae4ad_jax.core.errors import UserError
+from ae4ad_jax.data.decoding import Limits, UnreadableFile, decode_image, open_image
+from ae4ad_jax.data.image_files import IMAGE_SUFFIXES
 from ae4ad_jax.data.preprocessing import convert_image
 
 DATA_ROOT = "~/MedIAnomaly-Data"
 ZENODO = "https://zenodo.org/records/12677223"
 ISIC_SITE = "https://challenge.isic-archive.com/data/#2018 (task 3)"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,11 +37,12 @@ class Item:
 
 @dataclasses.dataclass(frozen=True)
 class Spec:
-    """A real dataset: its folder under DATA_ROOT, channels, masks and where to get it."""
+    """A real dataset: its folder under DATA_ROOT, channels (None: the user's choice, 1
+    unless the config sets 3), masks and where to get it."""
 
     folder: str
     title: str
-    channels: int
+    channels: int | None
     has_masks: bool
     layout: str  # "medad" | "brats" | "isic" | "c16" | "folder"
     source: str
@@ -52,7 +56,7 @@ SPECS = {
     "brats": Spec("BraTS2021", "BraTS2021", 1, True, "brats", ZENODO),
     "isic": Spec("ISIC2018_Task3", "ISIC2018 task 3", 1, False, "isic", ISIC_SITE),
     "c16": Spec("Camelyon16", "Camelyon16", 3, False, "c16", ZENODO),
-    "folder": Spec("", "your own images", 1, False, "folder", ""),
+    "folder": Spec("", "your own images", None, False, "folder", ""),
 }
 
 
@@ -73,6 +77,18 @@ def _missing_root_hint(name):
     return (f" Download {spec.title} from {spec.source}, extract it to "
             f"{default_root(name)} (the reference's place) or pass "
             "--config.data_dir=<folder>.")
+
+
+def _inside(folder, entry, source):
+    """`folder`/`entry`, refused when the entry (a name listed in `source`) is absolute or
+    leads outside `folder`."""
+    path = os.path.normpath(os.path.join(folder, entry))
+    if not entry or os.path.isabs(entry) or "\0" in entry or \
+            os.path.commonpath([os.path.abspath(folder), os.path.abspath(path)]) != \
+            os.path.abspath(folder):
+        raise UserError(f"{source} lists {entry!r}, which is not a file name inside "
+                        f"{folder}: names must be relative and stay within the folder.")
+    return path
 
 
 def _images_in(folder, name):
@@ -104,15 +120,16 @@ def _list_medad(root, name, with_masks):
             raise UserError(f"{path}: {split}/{label} must be a list of file names.")
         for file_name in names:
             mask = None
+            image = _inside(os.path.join(root, "images"), file_name, path)
             if masks and split == "test":
-                candidate = os.path.join(mask_dir, file_name)
+                candidate = _inside(mask_dir, file_name, path)
                 if os.path.exists(candidate):
                     mask = candidate
                 elif label == 1:
                     raise UserError(f"Abnormal test image {file_name} has no mask "
                                     f"{candidate} (masks/ exists, so every abnormal image "
                                     "needs one).")
-            splits[split].append(Item(os.path.join(root, "images", file_name), label, mask))
+            splits[split].append(Item(image, label, mask))
     return splits, masks
 
 
@@ -133,9 +150,9 @@ def _list_brats(root, name):
 
 def _read_isic_csv(path):
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # with or without a BOM
             rows = list(csv.DictReader(f))
-    except OSError as error:
+    except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"Ground-truth CSV {path} cannot be read: {error}.") from None
     if not rows or not {"image", "NV"} <= set(rows[0]):
         raise UserError(f"Ground-truth CSV {path} needs the columns 'image' and 'NV' "
@@ -156,7 +173,8 @@ def _list_isic(root, name):
         _require_dir(images, name)
         if split == "train":
             rows = [(image, label) for image, label in rows if label == 0]
-        items = [Item(os.path.join(images, f"{image}.jpg"), label) for image, label in rows]
+        source = f"{stem}_GroundTruth.csv"
+        items = [Item(_inside(images, f"{image}.jpg", source), label) for image, label in rows]
         splits[split] = sorted(items, key=lambda item: item.label)
     return splits
 
@@ -194,27 +212,29 @@ def list_dataset(name: str, root: str):
     return splits, has_masks
 
 
-def decode(item: Item, image_size: int, channels: int, with_mask: bool):
-    """(image uint8 [S, S, C], mask uint8 [S, S] or None) as the reference preprocesses."""
+def decode(item: Item, image_size: int, channels: int, with_mask: bool,
+           limits: Limits | None = None):
+    """(image uint8 [S, S, C], mask uint8 [S, S] or None) as the reference preprocesses,
+    each file decoded within `limits` as the score command decodes it."""
+    limits = limits or Limits()
     try:
-        with Image.open(item.image) as raw:
-            raw.load()
-            size = raw.size
-            array = convert_image(raw, image_size, channels)
-    except (OSError, ValueError) as error:
-        raise UserError(f"Image {item.image} cannot be decoded: {error}.") from None
+        image = decode_image(item.image, limits)
+        size = image.size
+        array = convert_image(image, image_size, channels)
+    except (UnreadableFile, MemoryError) as error:
+        raise UserError(f"Image {item.image} cannot be decoded: {error or 'out of memory'}."
+                        ) from None
     if not with_mask:
         return array, None
     if item.mask is None:
         return array, np.zeros((image_size, image_size), np.uint8)
     try:
-        with Image.open(item.mask) as raw_mask:
-            raw_mask.load()
+        with open_image(item.mask, limits) as raw_mask:
             if raw_mask.size != size:
                 raise UserError(f"Mask {item.mask} is {raw_mask.size[0]}x{raw_mask.size[1]} but "
                                 f"its image {item.image} is {size[0]}x{size[1]}.")
             mask = raw_mask.convert("L").resize((image_size, image_size),
                                                 resample=Image.NEAREST)
-    except (OSError, ValueError) as error:
+    except (UnreadableFile, OSError, ValueError, MemoryError) as error:
         raise UserError(f"Mask {item.mask} cannot be decoded: {error}.") from None
     return array, (np.asarray(mask) > 0).astype(np.uint8)

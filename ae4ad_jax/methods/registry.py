@@ -125,6 +125,9 @@ def resolve_config(config):
 
 
 def common_settings(config) -> Common:
+    if config.channels not in (1, 3):
+        raise ValueError(f"config.channels is {config.channels!r}: a run's config has 1 or 3 "
+                         "(0, the dataset's, is resolved by data.pipeline.resolve_channels).")
     rate = settings.from_config(Rate, config.rate)
     return Common(channels=config.channels, image_size=config.image_size,
                   dataset=config.dataset,

@@ -9,11 +9,13 @@ Then `WORKDIR/table2.md` and `table2.csv` list every method (`reporting/tables.p
 import os
 import time
 
+from ae4ad_jax.config import checks
 from ae4ad_jax.core import progress
 from ae4ad_jax.core.logs import log
+from ae4ad_jax.data import pipeline
 from ae4ad_jax.reporting import build
 from ae4ad_jax.runs import workdir as workdir_lib
-from ae4ad_jax.training import checks, loop
+from ae4ad_jax.training import loop
 
 
 def method_config(config, name):
@@ -27,6 +29,7 @@ def run_comparison(config, workdir, eval_only=False, take_over_lock=False) -> st
     """Trains and evaluates every method of `config.methods`; returns the table. The
     comparison's workdir is locked while it runs, and so is each method's."""
     checks.validate_config(config)
+    config = pipeline.resolve_channels(config)
     with loop.workdir_lock(workdir, take_over_lock, eval_only):
         workdir_lib.prepare_workdir(workdir, config, must_exist=eval_only)
         start = time.time()

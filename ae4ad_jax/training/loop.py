@@ -16,6 +16,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from ae4ad_jax.config import checks
 from ae4ad_jax.core import batching
 from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.core.logs import log
@@ -27,7 +28,7 @@ from ae4ad_jax.parallel import ensemble, execution, sharding
 from ae4ad_jax.reporting import build, figures, page
 from ae4ad_jax.runs import checkpoints, lock, manifest, outputs
 from ae4ad_jax.runs import workdir as workdir_lib
-from ae4ad_jax.training import checks, preemption
+from ae4ad_jax.training import preemption
 from ae4ad_jax.training.state import create_train_state
 from ae4ad_jax.training.step import member_step_bytes, run_epoch
 
@@ -132,8 +133,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     SIGTERM or SIGINT stops the run at a step boundary with a checkpoint and raises
     `preemption.Stopped` (`training/preemption.py`).
     """
-    config = registry.resolve_config(config)
     checks.validate_config(config)
+    config = pipeline.resolve_channels(registry.resolve_config(config),
+                                       None if data is None else data.train_images)
     execution.use_compilation_cache(config.compilation_cache)
     with workdir_lock(workdir, take_over_lock, eval_only), preemption.Stop() as stop:
         return _train_and_evaluate(config, workdir, eval_only, data, stop)

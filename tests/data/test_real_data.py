@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -137,6 +138,51 @@ def test_data_json_missing_invalid_or_incomplete(config, tmp_path):
     listing["test"]["1"].append("ghost.png")
     (root / "data.json").write_text(json.dumps(listing))
     _expect(config, "rsna", root, r"lists .*images/ghost.png, which does not exist")
+
+
+def test_listed_names_that_lead_outside_the_dataset_are_refused(config, tmp_path):
+    root = tmp_path / "raw"
+    fixtures.make_medad(root)
+    fixtures.save(str(tmp_path / "outside" / "x.png"), np.zeros((8, 8), np.uint8))
+    listing = json.loads((root / "data.json").read_text())
+    for entry in ("../../outside/x.png", str(tmp_path / "outside" / "x.png")):
+        bad = json.loads(json.dumps(listing))
+        bad["train"]["0"].append(entry)
+        (root / "data.json").write_text(json.dumps(bad))
+        _expect(config, "rsna", root, rf"data.json lists '{re.escape(entry)}', which is not a "
+                                      r"file name inside .*images: names must be relative")
+    isic = tmp_path / "isic"
+    fixtures.make_isic(isic)
+    csv_path = isic / "ISIC2018_Task3_Test_GroundTruth" / "ISIC2018_Task3_Test_GroundTruth.csv"
+    rows = csv_path.read_text().splitlines()
+    csv_path.write_text("\n".join(rows + ["../../outside/x,1.0,0,0,0,0,0,0"]) + "\n")
+    _expect(config, "isic", isic, r"Test_GroundTruth.csv lists '../../outside/x.jpg'")
+
+
+def test_isic_csv_with_a_byte_order_mark_reads_as_without(config, tmp_path):
+    fixtures.make_isic(tmp_path / "plain")
+    fixtures.make_isic(tmp_path / "bom")
+    for part in ("Training", "Test"):
+        stem = f"ISIC2018_Task3_{part}_GroundTruth"
+        path = tmp_path / "bom" / stem / f"{stem}.csv"
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # as Excel saves UTF-8
+    config.channels = 3
+    with_bom = _load(config, "isic", tmp_path / "bom", channels=3)
+    plain = _load(config, "isic", tmp_path / "plain", channels=3)
+    np.testing.assert_array_equal(with_bom.test_labels, plain.test_labels)
+    np.testing.assert_array_equal(with_bom.test_images, plain.test_images)
+
+
+def test_channels_come_from_the_dataset_unless_set(config):
+    for dataset, channels in (("c16", 3), ("brats", 1), ("phantom", 1), ("folder", 1)):
+        config.dataset, config.channels = dataset, 0
+        assert input_pipeline.resolve_channels(config).channels == channels
+    config.dataset, config.channels = "folder", 3
+    assert input_pipeline.resolve_channels(config).channels == 3
+    config.dataset, config.channels = "arrays", 0
+    rgb, gray = np.zeros((2, 5, 5, 3)), np.zeros((2, 5, 5))
+    assert input_pipeline.resolve_channels(config, rgb).channels == 3
+    assert input_pipeline.resolve_channels(config, gray).channels == 1
 
 
 def test_empty_split(config, tmp_path):

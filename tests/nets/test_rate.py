@@ -240,6 +240,8 @@ def _method_config():
     from configs import default
 
     config = default.get_config()
+
+    config.channels = 1  # phantom's (a run resolves 0 from its dataset)
     config.image_size, config.model.base_width, config.model.hidden_width = 16, 4, 16
     config.latent_size = 4
     return config

@@ -169,6 +169,8 @@ def _family_config(name):
     from configs import default
 
     config = default.get_config()
+
+    config.channels = 1  # phantom's (a run resolves 0 from its dataset)
     config.rate.enabled = name.endswith(RATE_SUFFIX)
     name = name.removesuffix(RATE_SUFFIX)
     config.method, config.image_size, config.batch_size = name, 16, FAMILY_BATCH

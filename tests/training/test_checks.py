@@ -30,6 +30,10 @@ from ae4ad_jax.training import loop
     ("entropy_bootstrap", -1, r"entropy_bootstrap must be an integer >= 0"),
     ("eval.false_positive_rate", 0.0, r"eval.false_positive_rate must be in \(0, 1\), got 0.0"),
     ("checkpoints_to_keep", 1, r"checkpoints_to_keep must be an integer >= 2"),
+    ("channels", 2, r"channels must be 0 \(the dataset's\), 1 \(gray\) or 3 \(RGB\), got 2"),
+    ("channels", 3, r"Dataset phantom has 1 channel\(s\) but config key channels is 3: leave"),
+    ("input_limits.max_slices", 0, r"input_limits.max_slices must be a positive integer"),
+    ("eval.batch_size", 2 ** 31, r"eval.batch_size must be at most 65536, got 2147483648"),
 ])
 def test_bad_config_values(test_config, tmp_path, key, value, message):
     group, _, name = key.rpartition(".")

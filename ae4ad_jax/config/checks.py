@@ -1,19 +1,26 @@
 """Checks of a config and of the data it names, run before any compute.
 
 Each raises UserError naming the first bad key or the dataset's problem. Declared
-groups (the architecture, the learned rate, each method's own settings) are checked
-by their declarations (`methods.registry.check_config`); the run's top-level keys
-here.
+groups (the architecture, the learned rate, each method's own settings, the caps on
+decoding input files) are checked by their declarations (`core.settings`); the run's
+top-level keys here.
 """
 
 import math
+import os
 
+from ae4ad_jax.core import settings
 from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.data import pipeline
+from ae4ad_jax.data.decoding import Limits
 from ae4ad_jax.estimators import entropy
 from ae4ad_jax.methods import registry
 from ae4ad_jax.nets.layers import DOWNSAMPLE_FACTOR
 from ae4ad_jax.parallel import execution
+from ae4ad_jax.runs import workdir as workdir_lib
+
+MAX_IMAGE_SIZE = 4096  # pixels per side: far beyond the benchmark's 64 and 128
+MAX_BATCH = 65536  # images per training or scoring batch
 
 
 def _require(condition, message):
@@ -39,13 +46,38 @@ def _number_in(config, key, low, high, kind):
              and low <= value < high, f"Config key {key} must be in {kind}, got {value!r}.")
 
 
+def read_saved_config(workdir):
+    """A workdir's config.json, resolved and checked as a run's config is: a missing key
+    or a value out of range is a UserError naming the file and the key."""
+    path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
+    config = workdir_lib.load_saved_config(workdir)  # its own errors name the file
+    try:
+        config = registry.resolve_config(config)
+        validate_config(config)
+    except (AttributeError, KeyError) as error:
+        key = str(error.args[0] if error.args else error).strip("'\"")
+        raise UserError(f"{path} lacks the key {key!r}: it was not written by this version "
+                        "of ae4ad-jax, or was edited.") from None
+    except (TypeError, ValueError) as error:
+        raise UserError(f"{path} holds a malformed value ({error}).") from None
+    except UserError as error:
+        raise UserError(f"{path}: {error}") from None
+    return config
+
+
 def validate_config(config) -> None:
     """Raises UserError naming the first bad key; runs before any data or compute."""
     pipeline.check_dataset_name(config.dataset)
     registry.check_config(config)
-    for key in ("latent_size", "image_size", "channels", "num_epochs", "batch_size",
+    settings.check(Limits, config.get("input_limits", None) or {}, "input_limits")
+    _check_channels(config)
+    for key in ("latent_size", "image_size", "num_epochs", "batch_size",
                 "eval_every_epochs", "checkpoint_every_epochs", "eval.batch_size"):
         _positive_int(config, key)
+    for key, most in (("image_size", MAX_IMAGE_SIZE), ("batch_size", MAX_BATCH),
+                      ("eval.batch_size", MAX_BATCH)):
+        _require(_get(config, key) <= most,
+                 f"Config key {key} must be at most {most}, got {_get(config, key)}.")
     _require(config.image_size % DOWNSAMPLE_FACTOR == 0,
              f"Config key image_size must be a multiple of {DOWNSAMPLE_FACTOR} (the AE halves "
              f"it four times), got {config.image_size}.")
@@ -89,6 +121,17 @@ def validate_config(config) -> None:
     lr = config.learning_rate
     _require(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0,
              f"Config key learning_rate must be a positive finite number, got {lr!r}.")
+
+
+def _check_channels(config) -> None:
+    """0 (the dataset's), 1 or 3, and not other than the dataset's own count."""
+    value, fixed = config.channels, pipeline.dataset_channels(config.dataset)
+    _require(value in (0, 1, 3) and not isinstance(value, bool),
+             f"Config key channels must be 0 (the dataset's), 1 (gray) or 3 (RGB), got "
+             f"{value!r}.")
+    _require(not value or fixed is None or value == fixed,
+             f"Dataset {config.dataset} has {fixed} channel(s) but config key channels is "
+             f"{value}: leave channels at 0 to read the dataset as it is.")
 
 
 def _check_rate_weights(config) -> None:
