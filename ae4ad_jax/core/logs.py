@@ -13,7 +13,8 @@ def log(message: str) -> None:
 
 def quiet_library_logs() -> None:
     """Keeps Orbax's and TFDS's INFO lines, TFDS's progress bars (dataset preparation
-    reports its own progress) and its note on custom builder configs (all ours are)
+    reports its own progress), its note on custom builder configs (all ours are) and
+    pydicom's tracebacks of files it cannot decode (each becomes a row in errors.csv)
     out of the progress output, unless -v is given. Entry points call it."""
     import logging as python_logging
 
@@ -25,3 +26,6 @@ def quiet_library_logs() -> None:
         tfds.disable_progress_bar()
         python_logging.getLogger("absl").addFilter(
             lambda record: not str(record.msg).startswith("Using custom data configuration"))
+        import pydicom.config  # sets its logger's level when imported: import it first
+
+        pydicom.config.logger.setLevel(python_logging.CRITICAL)

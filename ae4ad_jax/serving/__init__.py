@@ -3,5 +3,5 @@
 member's scorer exported with `jax.export` (`exported.py`). Serving never builds the
 trainer, the optimiser state or the report.
 
-May import: core, nets, data, parallel, methods, evaluation, runs.
+May import: core, nets, data, parallel, methods, config, evaluation, runs.
 """

@@ -19,6 +19,7 @@ from ae4ad_jax.api import AnomalyDetector
 from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.data import image_files, phantom, pipeline
 from ae4ad_jax.data.preprocessing import conform
+from ae4ad_jax.serving import detector as detector_lib
 from ae4ad_jax.serving import exported
 from ae4ad_jax.serving.files import score_files
 from ae4ad_jax.training import loop
@@ -184,7 +185,7 @@ def test_score_command_scores_every_readable_file_and_lists_the_rest(fitted, pro
         errors = {os.path.relpath(r["file"], root): r["reason"] for r in csv.DictReader(f)}
     assert set(errors) == {"broken.png", "notes.txt", "bad.nii"}
     assert errors["notes.txt"].startswith("unsupported file type")
-    assert errors["broken.png"].startswith("not a readable image")
+    assert errors["broken.png"].startswith("not a PNG, JPEG, TIFF or BMP image")
     assert errors["bad.nii"].startswith("not a readable NIfTI volume")
     assert summary["files"] == 10 and summary["files_unreadable"] == 3
     assert summary["images_scored"] == 11
@@ -209,11 +210,42 @@ def test_score_command_line_exit_codes(fitted, probe, tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stderr
     assert "Scored 1 image(s) from 2 file(s)" in done.stdout
-    assert "1 file(s) could not be read" in done.stderr
+    assert "1 file(s) could not be read, 0 map(s) could not be written" in done.stderr
     missing = subprocess.run(command[:4] + [f"--inputs={root / 'nowhere'}", command[-1]],
                              capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2
     assert missing.stderr.strip().endswith(f"Input {root / 'nowhere'} does not exist.")
+
+
+def test_a_run_that_stops_leaves_no_result_that_looks_current(fitted, probe, tmp_path,
+                                                              monkeypatch):
+    """An older run's scores.csv is removed when scoring starts; a run that fails midway
+    keeps its rows in .partial files and says so in summary.json."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    for i in range(3):
+        Image.fromarray(probe[i]).save(root / f"{i}.png")
+    score_files(fitted.workdir, [str(root)], str(out), write_overlays=False)
+    assert json.load(open(out / "summary.json"))["status"] == "complete"
+    calls = []
+
+    def failing(self, images, first=0):
+        calls.append(len(images))
+        raise RuntimeError("device lost")
+
+    monkeypatch.setattr(detector_lib.Detector, "score", failing)
+    with pytest.raises(RuntimeError, match="device lost"):
+        score_files(fitted.workdir, [str(root)], str(out), write_overlays=False)
+    summary = json.load(open(out / "summary.json"))
+    assert calls == [3] and summary["status"] == "failed"
+    assert summary["error"] == "RuntimeError: device lost" and summary["images_scored"] == 0
+    assert not (out / "scores.csv").exists() and not (out / "errors.csv").exists()
+    assert (out / "scores.csv.partial").read_text().startswith("file,slice,score")
+    monkeypatch.setattr(detector_lib.Detector, "score", lambda *_: (_ for _ in ()).throw(
+        KeyboardInterrupt("SIGTERM")))
+    with pytest.raises(KeyboardInterrupt):
+        score_files(fitted.workdir, [str(root)], str(out), write_overlays=False)
+    assert json.load(open(out / "summary.json"))["status"] == "interrupted"
 
 
 def test_dicom_window_and_monochrome1_follow_the_standard(tmp_path):
