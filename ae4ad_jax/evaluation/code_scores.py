@@ -172,15 +172,45 @@ class CodeModel:
 
     @classmethod
     def from_arrays(cls, arrays, prefix):
-        density = None
+        """The model saved by `to_arrays`; ValueError naming the first key that is missing
+        or of the wrong shape (the arrays may come from a stranger's workdir)."""
+        latent_size = int(_array(arrays, f"{prefix}latent_size", ()))
+        k = int(_array(arrays, f"{prefix}k", ()))
+        names = _array(arrays, f"{prefix}stats_names", (None,), "U")
+        values = _array(arrays, f"{prefix}stats", (len(names), 2), "f")
+        if latent_size < 1 or k < 1:
+            raise ValueError(f"the arrays {prefix}latent_size and {prefix}k must be positive")
+        density = reference = None
         if f"{prefix}density_mean" in arrays:
-            density = GaussianDensity(arrays[f"{prefix}density_mean"],
-                                      arrays[f"{prefix}density_cholesky"],
-                                      arrays[f"{prefix}density_shrinkage"])
-        stats = {str(name): tuple(float(v) for v in values) for name, values in zip(
-            arrays[f"{prefix}stats_names"], arrays[f"{prefix}stats"], strict=True)}
-        return cls(int(arrays[f"{prefix}latent_size"]), int(arrays[f"{prefix}k"]), density,
-                   arrays.get(f"{prefix}reference"), stats, bool(arrays[f"{prefix}has_rate"]))
+            d = latent_size
+            density = GaussianDensity(
+                _array(arrays, f"{prefix}density_mean", (d,), "f"),
+                _array(arrays, f"{prefix}density_cholesky", (d, d), "f"),
+                _array(arrays, f"{prefix}density_shrinkage", (), "f"))
+            reference = _array(arrays, f"{prefix}reference", (None, d), "f")
+            if len(reference) < k or not np.all(np.diag(density.cholesky) > 0):
+                raise ValueError(f"the array {prefix}reference or {prefix}density_cholesky is "
+                                 "degenerate")
+        stats = {str(name): tuple(float(v) for v in row)
+                 for name, row in zip(names, values, strict=True)}
+        return cls(latent_size, k, density, reference, stats,
+                   bool(_array(arrays, f"{prefix}has_rate", ())))
+
+
+def _array(arrays, key, shape, kind="iuf"):
+    """arrays[key], checked: present, of `shape` (None: any length), of a dtype kind in
+    `kind`, finite."""
+    if key not in arrays:
+        raise ValueError(f"the array {key} is missing")
+    value = np.asarray(arrays[key])
+    if value.ndim != len(shape) or any(n is not None and n != m
+                                       for n, m in zip(shape, value.shape, strict=True)):
+        raise ValueError(f"the array {key} has shape {value.shape}, not {shape}")
+    if value.dtype.kind not in kind or (value.dtype.kind in "f" and
+                                        not np.isfinite(value).all()):
+        raise ValueError(f"the array {key} has dtype {value.dtype} or values that are not "
+                         "finite")
+    return value
 
 
 def models_to_arrays(models) -> dict:

@@ -12,7 +12,9 @@ and `report/` are drawn by `reporting/`.
 """
 
 import json
+import math
 import os
+import zipfile
 
 import numpy as np
 
@@ -146,6 +148,36 @@ def write_thresholds(workdir, false_positive_rate, members, rows, epoch) -> None
                     for m, (member, row) in enumerate(zip(members, rows, strict=True))]})
 
 
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value)
+
+
+def _check_thresholds(saved, path) -> None:
+    """thresholds.json's structure and values; UserError naming the file and the key."""
+    def require(condition, key, wanted):
+        if not condition:
+            raise UserError(f"{path} is malformed: {key} must be {wanted}; rerun `python -m "
+                            "ae4ad_jax.main --workdir=WORKDIR --eval_only` to write it again.")
+
+    require(isinstance(saved, dict), "the file", "a JSON object")
+    require(isinstance(saved.get("epoch"), int), "key 'epoch'", "an integer")
+    rate = saved.get("false_positive_rate")
+    require(_number(rate) and 0 < rate < 1, "key 'false_positive_rate'", "in (0, 1)")
+    require(isinstance(saved.get("members"), list), "key 'members'", "a list")
+    for i, row in enumerate(saved["members"]):
+        key = f"members[{i}]"
+        require(isinstance(row, dict) and isinstance(row.get("member"), int), key,
+                "an object with an integer 'member'")
+        require(row.get("threshold") is None or _number(row["threshold"]),
+                f"{key}.threshold", "a finite number or null")
+        variants = row.get("variant_thresholds", {})
+        require(isinstance(variants, dict) and all(
+            isinstance(name, str) and (value is None or _number(value))
+            for name, value in variants.items()), f"{key}.variant_thresholds",
+                "an object of finite numbers")
+
+
 def _member_thresholds(workdir, index, epoch):
     """(member `index`'s row of thresholds.json, the file) for the checkpoint of `epoch`,
     or (None, None) when the file is missing or belongs to another checkpoint."""
@@ -158,7 +190,8 @@ def _member_thresholds(workdir, index, epoch):
     except (OSError, ValueError) as error:
         raise UserError(f"{path} is unreadable ({error}); rerun `python -m ae4ad_jax.main "
                         f"--workdir={workdir} --eval_only`.") from None
-    if saved.get("epoch") != epoch:
+    _check_thresholds(saved, path)
+    if saved["epoch"] != epoch:
         return None, None
     rows = [row for row in saved["members"] if row["member"] == index]
     return (rows[0], saved) if rows else (None, None)
@@ -182,11 +215,18 @@ def read_variant_thresholds(workdir, index, epoch) -> dict:
 
 
 def _read_npz(workdir, name) -> dict | None:
+    """The arrays of an .npz file of the workdir (None when it has none); never pickled
+    objects. UserError naming the file when it cannot be read."""
     path = os.path.join(workdir, name)
     if not os.path.exists(path):
         return None
-    with np.load(path) as saved:
-        return dict(saved)
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            return dict(saved)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise UserError(f"{path} is unreadable ({type(error).__name__}: {error}); rerun "
+                        f"`python -m ae4ad_jax.main --workdir={workdir} --eval_only` to "
+                        "write it again.") from None
 
 
 def write_code_models(workdir, arrays) -> None:

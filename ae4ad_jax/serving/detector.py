@@ -17,12 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ae4ad_jax.config import checks
 from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.evaluation import code_scores, scoring
 from ae4ad_jax.methods import registry
 from ae4ad_jax.parallel import ensemble
 from ae4ad_jax.runs import checkpoints, manifest, outputs
-from ae4ad_jax.runs import workdir as workdir_lib
 
 
 @dataclasses.dataclass
@@ -137,7 +137,12 @@ def _code_model(workdir, index, variant, method_name):
                         f"(score {variant!r}): score with the reconstruction score, or run "
                         f"`python -m ae4ad_jax.main --workdir={workdir} --eval_only` with this "
                         "version to write it.")
-    model = code_scores.model_from_arrays(arrays, index)
+    try:
+        model = code_scores.model_from_arrays(arrays, index)
+    except ValueError as error:
+        raise UserError(f"{os.path.join(workdir, outputs.CODE_MODELS_FILE)} is malformed "
+                        f"({error}). Rerun `python -m ae4ad_jax.main --workdir={workdir} "
+                        "--eval_only` to write it again.") from None
     known = [code_scores.RECONSTRUCTION, *model.variants_available()]
     if variant not in known:
         raise UserError(f"Unknown score {variant!r} for member {index} of {workdir} (method "
@@ -151,7 +156,7 @@ def load(workdir: str, index: int = 0, variant: str = code_scores.RECONSTRUCTION
     (evaluation/code_scores.py), with that variant's threshold."""
     if not os.path.isdir(workdir):
         raise UserError(f"Workdir {workdir} does not exist.")
-    config = registry.resolve_config(workdir_lib.load_saved_config(workdir))
+    config = checks.read_saved_config(workdir)
     members = ensemble.members_from_config(config)
     ensemble.check_member(members, index, workdir)
     method = registry.create(config)

@@ -6,18 +6,33 @@ The artefact maps a batch of uint8 images [B, H, W, C] (B = the run's
 [B, H, W], with the member's weights inside. `load_scorer` needs JAX and numpy
 only, not this package's training code: it pads any number of images to whole
 batches and cuts the padding off.
+
+The file: the line `MAGIC`, one JSON line (format, input shape and dtype, the
+payload's size and SHA-256), then the serialised export (with JAX alone:
+`jax.export.deserialize(data.split(b"\\n", 2)[2])`). `load_scorer` checks all of
+it, and the input's declared size against the caps, before deserialising: a damaged
+file is refused, and a tampered header cannot make a call allocate more than
+`MAX_BATCH` images. The checksum finds damage, not intent: a scorer is a program,
+so load one only from someone you trust (docs/detector.md, "Trust").
 """
+
+import hashlib
+import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ae4ad_jax.config.checks import MAX_BATCH, MAX_IMAGE_SIZE
 from ae4ad_jax.core import files
 from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.evaluation import scoring
 from ae4ad_jax.serving import detector as detector_lib
 
 PLATFORMS = ("cpu", "cuda", "tpu")
+MAGIC = b"ae4ad-jax scorer\n"
+FORMAT = 1
+HEADER_BYTES = 4096  # the JSON line is read only this far
 
 
 def export_scorer(workdir: str, index: int, out_path: str) -> dict:
@@ -41,23 +56,65 @@ def export_scorer(workdir: str, index: int, out_path: str) -> dict:
     except Exception as error:  # a platform this program cannot be lowered for
         raise UserError(f"Cannot export the scorer of {workdir} member {index}: "
                         f"{str(error).splitlines()[0]}") from None
+    payload = bytes(exported.serialize())
+    header = {"format": FORMAT, "input": list(shape), "dtype": "uint8",
+              "bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
     with files.atomic_path(out_path) as partial, open(partial, "wb") as f:
-        f.write(exported.serialize())
+        f.write(MAGIC + json.dumps(header).encode() + b"\n" + payload)
     return {**detector.member, "epoch": detector.epoch, "input": list(shape),
             "dtype": "uint8"}
 
 
+def _checked_payload(path, data):
+    """The serialised export inside a scorer file, and its input shape, after checking the
+    magic, the header, the size and the checksum."""
+    def refuse(why):
+        raise UserError(f"{path} is not a usable scorer: {why}. Export it again with "
+                        "`python -m ae4ad_jax.scorer`.")
+
+    if not data.startswith(MAGIC):
+        refuse("it does not start as a scorer file does (damaged, another kind of file, or "
+               "exported before scorers carried a checksum)")
+    end = data.find(b"\n", len(MAGIC), len(MAGIC) + HEADER_BYTES)
+    try:
+        header = json.loads(data[len(MAGIC):end]) if end > 0 else None
+        shape = tuple(int(n) for n in header["input"])
+        size, digest = int(header["bytes"]), str(header["sha256"])
+        fine = header["format"] == FORMAT and header["dtype"] == "uint8"
+    except (ValueError, TypeError, KeyError):
+        refuse("its header is damaged")
+    if not fine:
+        refuse(f"its format is {header.get('format')} with {header.get('dtype')} input; this "
+               f"version reads format {FORMAT} with uint8 input")
+    payload = data[end + 1:]
+    if len(payload) != size or hashlib.sha256(payload).hexdigest() != digest:
+        refuse("its content does not match its checksum (the file is damaged or was edited)")
+    if len(shape) != 4 or not (1 <= shape[0] <= MAX_BATCH and all(
+            1 <= n <= MAX_IMAGE_SIZE for n in shape[1:3]) and shape[3] in (1, 3)):
+        refuse(f"its input shape {shape} is outside [1..{MAX_BATCH}, 1..{MAX_IMAGE_SIZE}, "
+               f"1..{MAX_IMAGE_SIZE}, 1 or 3]")
+    return payload, shape
+
+
 def load_scorer(path: str):
     """`score(images) -> {"score": [N], "map": [N, H, W]}` for uint8 images [N, H, W, C]."""
-    with open(path, "rb") as f:
-        exported = jax.export.deserialize(bytearray(f.read()))
-    shape = exported.in_avals[0].shape
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as error:
+        raise UserError(f"Scorer {path} cannot be read: {error}.") from None
+    payload, shape = _checked_payload(path, data)
+    exported = jax.export.deserialize(bytearray(payload))
+    declared = exported.in_avals[0]
+    if tuple(declared.shape) != shape or declared.dtype != jnp.uint8:
+        raise UserError(f"{path} is not a usable scorer: its program takes {declared.dtype} "
+                        f"{declared.shape}, its header says uint8 {shape}.")
 
     def score(images):
-        images = np.asarray(images, np.uint8)
-        if images.shape[1:] != shape[1:]:
-            raise ValueError(f"The scorer takes images of shape {shape[1:]}, got "
-                             f"{images.shape[1:]}.")
+        images = np.asarray(images)
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != shape[1:]:
+            raise ValueError(f"The scorer takes uint8 images [N, {shape[1]}, {shape[2]}, "
+                             f"{shape[3]}], got {images.dtype} {images.shape}.")
         n, batch = len(images), shape[0]
         padded = np.zeros((-(-n // batch) * batch,) + shape[1:], np.uint8)
         padded[:n] = images

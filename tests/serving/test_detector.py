@@ -72,3 +72,58 @@ def test_a_checkpoint_the_model_cannot_read_is_named_as_such(finished_run, tmp_p
     _with_commit(path, None)  # no commit recorded: another version
     with pytest.raises(UserError, match=r"written by another version of ae4ad-jax"):
         detector_lib.load(path)
+
+
+def _edit_json(path, name, edit):
+    value = json.load(open(os.path.join(path, name)))
+    edit(value)
+    json.dump(value, open(os.path.join(path, name), "w"))
+
+
+def test_a_strangers_workdir_files_are_checked_naming_the_file_and_the_key(finished_run,
+                                                                          tmp_path):
+    from ae4ad_jax import main
+
+    path = str(tmp_path / "run")
+    shutil.copytree(finished_run.workdir, path)
+    original = os.path.join(tmp_path, "config.json")
+    shutil.copy(os.path.join(path, "config.json"), original)
+    cases = [
+        (lambda c: c.pop("eval"), r"config.json lacks the key 'eval'"),
+        (lambda c: c["eval"].update(batch_size=2 ** 31),
+         r"config.json: Config key eval.batch_size must be at most 65536"),
+        (lambda c: c.update(image_size="64"), r"config.json: Config key image_size must be a "
+                                              r"positive integer, got '64'"),
+    ]
+    for edit, message in cases:
+        shutil.copy(original, os.path.join(path, "config.json"))
+        _edit_json(path, "config.json", edit)
+        with pytest.raises(UserError, match=message):
+            detector_lib.load(path)
+    shutil.copy(original, os.path.join(path, "config.json"))
+    _edit_json(path, "thresholds.json", lambda t: t.update(members={"0": 1}))
+    with pytest.raises(UserError, match=r"thresholds.json is malformed: key 'members' must "
+                                        r"be a list"):
+        detector_lib.load(path)
+    _edit_json(path, "thresholds.json", lambda t: t.update(
+        members=[{"member": 0, "threshold": "high"}]))
+    with pytest.raises(UserError, match=r"members\[0\].threshold must be a finite number"):
+        detector_lib.load(path)
+    shutil.copy(os.path.join(finished_run.workdir, "thresholds.json"), path)
+    models = dict(np.load(os.path.join(path, "code_models.npz")))
+    models["m0/density_mean"] = models["m0/density_mean"][:3]
+    np.savez(os.path.join(path, "code_models.npz"), **models)
+    with pytest.raises(UserError, match=r"code_models.npz is malformed \(the array "
+                                        r"m0/density_mean has shape \(3,\), not \(16,\)\)"):
+        detector_lib.load(path, variant="code_density")
+    with open(os.path.join(path, "code_models.npz"), "wb") as f:
+        f.write(b"PK\x03\x04 not a zip")
+    with pytest.raises(UserError, match=r"code_models.npz is unreadable \(BadZipFile"):
+        detector_lib.load(path, variant="code_density")
+    # --eval_only takes where data lives from this machine, never from the workdir
+    _edit_json(path, "config.json", lambda c: c.update(
+        data_dir="/elsewhere", tfds_dir="/theirs", compilation_cache="/their/cache"))
+    config = main.saved_config(path)
+    assert (config.data_dir, config.tfds_dir, config.compilation_cache) == (
+        "", "~/tensorflow_datasets", "auto")
+    assert main.saved_config(path, data_dir="/mine").data_dir == "/mine"

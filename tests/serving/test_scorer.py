@@ -6,15 +6,18 @@ import sys
 import numpy as np
 import pytest
 
+from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.data import pipeline
 from ae4ad_jax.runs import outputs
 from ae4ad_jax.serving import detector as detector_lib
 from ae4ad_jax.serving import exported
 
-# Only JAX and numpy: the artefact runs without this package.
+# Only JAX and numpy: the artefact runs without this package (its payload follows the
+# magic line and the JSON header line).
 STANDALONE = """
 import sys, jax, numpy as np
-exported = jax.export.deserialize(bytearray(open(sys.argv[1], "rb").read()))
+payload = open(sys.argv[1], "rb").read().split(b"\\n", 2)[2]
+exported = jax.export.deserialize(bytearray(payload))
 images = np.load(sys.argv[2])
 out = exported.call(images)
 np.savez(sys.argv[3], score=np.asarray(out["score"]), map=np.asarray(out["map"]))
@@ -36,5 +39,32 @@ def test_exported_scorer_scores_as_the_evaluation_and_runs_alone(finished_run, t
                     str(tmp_path / "out.npz")], cwd=tmp_path, check=True, timeout=300)
     alone = np.load(tmp_path / "out.npz")
     np.testing.assert_allclose(alone["score"], evaluated[:64], rtol=1e-5)
-    with pytest.raises(ValueError, match=r"takes images of shape \(32, 32, 1\), got "):
+    with pytest.raises(ValueError, match=r"takes uint8 images \[N, 32, 32, 1\], got "):
         exported.load_scorer(path)(np.zeros((2, 16, 16, 1), np.uint8))
+    _damaged_scorers_are_refused(path, tmp_path)
+
+
+def _damaged_scorers_are_refused(path, tmp_path):
+    """Every one of 200 random 3-byte corruptions is refused with a message (none loads);
+    so are a file without the header, a header declaring a batch of 2**31, and a header
+    that contradicts the program (the checksum covers the program only)."""
+    data = open(path, "rb").read()
+    rng = np.random.default_rng(0)
+    bad = tmp_path / "bad.bin"
+    for _ in range(200):
+        damaged = bytearray(data)
+        for offset in rng.integers(0, len(data), 3):
+            damaged[offset] ^= int(rng.integers(1, 256))
+        bad.write_bytes(bytes(damaged))
+        with pytest.raises(UserError, match="is not a usable scorer"):
+            exported.load_scorer(str(bad))
+    magic, header, payload = data.split(b"\n", 2)
+    for content, message in (
+            (payload, "does not start as a scorer file does"),
+            (header.replace(b"[64, ", b"[2147483648, "),
+             r"input shape \(2147483648, 32, 32, 1\) is outside"),
+            (header.replace(b"[64, ", b"[32, "), r"takes uint8 \(64, 32, 32, 1\), its header")):
+        bad.write_bytes(content if content is payload else magic + b"\n" + content + b"\n"
+                        + payload)
+        with pytest.raises(UserError, match=message):
+            exported.load_scorer(str(bad))
