@@ -69,8 +69,8 @@ def main(argv):
                                      f.overlays, score=f.score,
                                      limits=settings.from_config(Limits, limits))
     except KeyboardInterrupt as stop:
-        print(f"Stopped by {stop or 'SIGINT'}: the rows so far are in {f.out}/"
-              f"{SCORES_FILE}.partial; {f.out}/{SUMMARY_FILE} says \"interrupted\".",
+        print(f"Stopped by {stop or 'SIGINT'} before scoring finished: {f.out}/"
+              f"{SUMMARY_FILE} says how far it got (rows so far in {SCORES_FILE}.partial).",
               file=sys.stderr)
         sys.exit(INTERRUPTED_STATUS)
     sys.exit(report(summary, f.out))

@@ -221,7 +221,7 @@ def decode(item: Item, image_size: int, channels: int, with_mask: bool,
         image = decode_image(item.image, limits)
         size = image.size
         array = convert_image(image, image_size, channels)
-    except (UnreadableFile, MemoryError) as error:
+    except (UnreadableFile, OSError, ValueError, MemoryError) as error:
         raise UserError(f"Image {item.image} cannot be decoded: {error or 'out of memory'}."
                         ) from None
     if not with_mask:
