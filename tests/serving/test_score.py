@@ -12,8 +12,6 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from ae4ad_jax.api import AnomalyDetector
 from ae4ad_jax.core.errors import UserError
@@ -23,6 +21,7 @@ from ae4ad_jax.serving import detector as detector_lib
 from ae4ad_jax.serving import exported
 from ae4ad_jax.serving.files import score_files
 from ae4ad_jax.training import loop
+from experiments import hostile_files
 
 SIZE = 32
 
@@ -118,22 +117,13 @@ def test_images_of_any_size_and_channels_are_converted_as_in_training(fitted, pr
 
 
 def _write_dicom(path, frames, photometric="MONOCHROME2", window=None):
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
-    ds.Rows, ds.Columns = frames.shape[-2:]
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    """16-bit gray frames [K, H, W], stored v meaning 2 v - 1000 (the modality rescale)."""
+    ds = hostile_files.dicom_dataset(frames.shape[1], frames.shape[2], photometric,
+                                     frames=len(frames),
+                                     pixels=np.asarray(frames, np.uint16)[..., None])
     ds.RescaleSlope, ds.RescaleIntercept = 2, -1000
     if window:
         ds.WindowCenter, ds.WindowWidth = window
-    if len(frames) > 1:
-        ds.NumberOfFrames = len(frames)
-    ds.PixelData = np.ascontiguousarray(frames, np.uint16).tobytes()
     ds.save_as(path, enforce_file_format=True)
 
 
