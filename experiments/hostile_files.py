@@ -115,6 +115,26 @@ def write_deflate_bomb(path, padding_bytes):
         f.write(b"\0" * 128 + b"DICM" + meta.getvalue() + b"".join(parts))
 
 
+def write_jpeg_frame_bomb(path, side):
+    """A 64x64 DICOM whose one JPEG baseline frame declares `side` x `side` pixels."""
+    import io
+
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(buffer, format="JPEG", quality=90)
+    frame = bytearray(buffer.getvalue())
+    sof = frame.index(b"\xff\xc0")
+    frame[sof + 5:sof + 9] = struct.pack(">HH", side, side)
+    ds = dicom_dataset(64, 64, bits=8)
+    ds.PixelData = encapsulate([bytes(frame)])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.save_as(path, enforce_file_format=True)
+
+
 def write_corpus(root, volume_side=400) -> dict:
     """Writes the corpus into `root`; returns {relative name: "scored" or "error"}, what a
     scorer that survives any file does with each. `volume_side`: the zero volume's side
@@ -150,6 +170,7 @@ def write_corpus(root, volume_side=400) -> dict:
     write_nifti(path("declared.nii.gz", "error"), (3000, 3000, 1000), np.uint8, 0)
     write_nifti(path("slices200k.nii.gz", "error"), (1, 1, 200000), np.uint8, 200000, version=2)
     write_deflate_bomb(path("deflated.dcm", "error"), 170 << 20)
+    write_jpeg_frame_bomb(path("jpeg_frame.dcm", "error"), 30000)  # 900 MB in its frame
     header = dicom_dataset(64, 64)
     header.Rows = header.Columns = 60000  # declared, the pixel data stays 64x64
     header.save_as(path("declared.dcm", "error"), enforce_file_format=True)

@@ -5,7 +5,8 @@ Reading: pydicom, with `force=True` so that files without the File Meta header a
 read as pydicom reads them (their transfer syntax then follows the encoding pydicom
 found). Compressed transfer syntaxes (JPEG baseline and extended, JPEG lossless,
 JPEG-LS, JPEG 2000, RLE) decode through pydicom's plugins (pylibjpeg and its
-libjpeg, openjpeg and rle decoders, pyjpegls), one frame at a time.
+libjpeg, openjpeg and rle decoders, pyjpegls), after each frame's codestream header
+is checked against the file's Rows x Columns.
 
 Values to 0-255, per file:
 - gray (MONOCHROME1/2): the modality rescale (slope, intercept, or the modality LUT),
@@ -23,6 +24,7 @@ Each frame of a multi-frame file is a slice.
 
 import contextlib
 import math
+import struct
 import warnings
 import zlib
 
@@ -41,16 +43,17 @@ from ae4ad_jax.data.decoding import (
 HEADER_BYTES = 16 << 20  # the most a deflated file may inflate to before its pixel data
 PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float, Double Float
 GRAY = ("MONOCHROME1", "MONOCHROME2")
+# JPEG's start-of-frame markers (not DHT C4, JPG C8, DAC CC) and JPEG-LS's SOF55 (F7)
+SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC} | {0xF7}
+JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
+J2K_HEADER_SEARCH = 4096  # bytes of JP2 boxes before a JPEG 2000 codestream
 
 
 @contextlib.contextmanager
 def _pydicom_errors(what):
-    """pydicom's many exception types (and its warnings about lenient parsing) as one
-    UnreadableFile that says what failed."""
+    """pydicom's many exception types as one UnreadableFile that says what failed."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
+        yield
     except UnreadableFile:
         raise
     except Exception as error:  # pydicom raises many types for bad files
@@ -136,6 +139,40 @@ def _dataset(path, limits: Limits):
     return ds
 
 
+def _codestream_size(frame: bytes) -> tuple[int, int] | None:
+    """(height, width) that a JPEG, JPEG-LS or JPEG 2000 codestream declares (its SOF or
+    SIZ segment), or None when the frame holds none of these."""
+    try:
+        if frame[:2] == b"\xff\xd8":  # JPEG and JPEG-LS: segments up to the SOF
+            offset = 2
+            while frame[offset] == 0xFF and frame[offset + 1] not in SOF_MARKERS:
+                offset += 2 + struct.unpack(">H", frame[offset + 2:offset + 4])[0]
+            if frame[offset] != 0xFF:
+                return None
+            return struct.unpack(">HH", frame[offset + 5:offset + 9])
+        if frame[:2] == b"\xff\x4f" or frame[:12] == JP2_SIGNATURE:
+            start = frame.find(b"\xff\x4f\xff\x51", 0, J2K_HEADER_SEARCH)
+            if start < 0:
+                return None
+            xsiz, ysiz, xosiz, yosiz = struct.unpack(">IIII", frame[start + 8:start + 24])
+            return ysiz - yosiz, xsiz - xosiz
+    except (IndexError, struct.error):
+        return None
+    return None
+
+
+def _check_frames(ds, width, height, count) -> None:
+    """Refuses compressed frames whose codestreams declare more pixels than the header's
+    Rows x Columns: a decoder allocates what its codestream says."""
+    from pydicom.encaps import generate_frames
+
+    for k, frame in enumerate(generate_frames(ds.PixelData, number_of_frames=count)):
+        size = _codestream_size(frame)
+        if size is not None and size[0] * size[1] > width * height:
+            raise UnreadableFile(f"its frame {k} declares {size[1]} x {size[0]} pixels in its "
+                                 f"codestream, its header {width} x {height}")
+
+
 def _first(value):
     """A DICOM value that may be multi-valued (WindowCenter "40\\400"): its first entry."""
     try:
@@ -180,7 +217,14 @@ def _gray(frames, ds) -> list[np.ndarray]:
 
 
 def read_dicom(path: str, limits: Limits):
-    """(slices as Pillow images, mode "L" or "RGB"; the number of frames)."""
+    """(slices as Pillow images, mode "L" or "RGB"; the number of frames). pydicom's
+    warnings about lenient parsing stay quiet: what matters becomes the reason."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _read(path, limits)
+
+
+def _read(path, limits):
     from pydicom.pixels import apply_color_lut, get_decoder
 
     check_file(path, limits)
@@ -194,6 +238,8 @@ def read_dicom(path: str, limits: Limits):
     check_size(width, height, count, frame_bytes, limits)
     syntax = ds.file_meta.TransferSyntaxUID
     with _pydicom_errors(f"its pixel data ({syntax.name}) cannot be decoded"):
+        if syntax.is_encapsulated:
+            _check_frames(ds, width, height, count)
         decoder = get_decoder(syntax)
         if not decoder.is_available:
             raise UnreadableFile(f"no decoder for its transfer syntax {syntax.name} is "

@@ -142,7 +142,7 @@ def test_dicom_colour_depth_window_and_refusals(tmp_path):
         np.rint(stored[0, ..., 0] * 255.0 / stored[0].max()))
 
 
-def test_deflated_dicom_inflates_only_as_far_as_its_image_needs(tmp_path):
+def test_compressed_dicom_decodes_only_as_far_as_its_header_declares(tmp_path):
     good = _dicom(str(tmp_path / "plain.dcm"),
                   np.arange(64, dtype=np.uint8).reshape(1, 8, 8, 1))
     good.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
@@ -156,6 +156,10 @@ def test_deflated_dicom_inflates_only_as_far_as_its_image_needs(tmp_path):
     assert os.path.getsize(tmp_path / "bomb.dcm") < 100_000
     with pytest.raises(UnreadableFile, match="inflates to more than its declared image needs"):
         image_files.read(str(tmp_path / "bomb.dcm"))
+    hostile_files.write_jpeg_frame_bomb(str(tmp_path / "frame.dcm"), 30000)
+    with pytest.raises(UnreadableFile, match="its frame 0 declares 30000 x 30000 pixels in its "
+                                             "codestream, its header 64 x 64"):
+        image_files.read(str(tmp_path / "frame.dcm"))
     header = hostile_files.dicom_dataset(8, 8)
     header.Rows = header.Columns = 60000
     header.save_as(tmp_path / "declared.dcm", enforce_file_format=True)

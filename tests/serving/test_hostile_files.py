@@ -16,7 +16,8 @@ SECONDS = 240
 # pydicom 3.0.2's test files that hold no image or a broken one, by the start of the reason
 PYDICOM_REFUSED = {"a DICOM file without pixel data": 14,  # reports, plans, waveforms
                    "declares an empty image": 2,  # pixel data without Rows and Columns
-                   "its pixel data": 3,  # one truncated, two corrupt streams
+                   "its pixel data": 2,  # one truncated, one corrupt JPEG stream
+                   "its frame 0 declares": 1,  # a corrupt JPEG 2000 codestream
                    "its NumberOfFrames is not a number": 1}  # badVR.dcm: '1A'
 
 
