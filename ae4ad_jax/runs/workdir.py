@@ -19,12 +19,14 @@ WORKDIR_FORMAT = 1
 FORMAT_KEY = "workdir_format"
 CONFIG_FILE = "config.json"
 # Keys that may change between a run and its resumption: the schedule, what is
-# evaluated, where data lives, and how the program is compiled and computed. Any
-# other change makes the workdir's checkpoints belong to a different experiment.
+# evaluated, where data lives and what its files may decode to, and how the program
+# is compiled and computed. Any other change makes the workdir's checkpoints belong to
+# a different experiment.
 RESUMABLE_KEYS = ("num_epochs", "eval_every_epochs", "checkpoint_every_epochs",
                   "checkpoints_to_keep", "compilation_cache", "eval.",
-                  "entropy_estimators", "entropy_bootstrap", "data_dir", "tfds_dir", "execution.",
-                  "model.compute_dtype", "parallelism", "mesh_shape", "distributed.")
+                  "entropy_estimators", "entropy_bootstrap", "data_dir", "tfds_dir",
+                  "input_limits.", "execution.", "model.compute_dtype", "parallelism",
+                  "mesh_shape", "distributed.")
 
 
 def _flatten(tree, prefix=""):

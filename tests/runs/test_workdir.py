@@ -32,6 +32,9 @@ def test_a_resumed_run_may_change_only_what_leaves_results_unchanged(tmp_path):
     workdir_lib.prepare_workdir(workdir, _config())
     workdir_lib.prepare_workdir(workdir, _config(num_epochs=250,
                                                  execution={"kernels": "xla"}))
+    # a workdir written before the caps existed resumes with them
+    workdir_lib.prepare_workdir(workdir, _config(num_epochs=250, execution={
+        "kernels": "xla"}, input_limits={"max_slices": 2048}))
     assert json.loads((tmp_path / "config.json").read_text())["num_epochs"] == 250
     with pytest.raises(UserError, match=r"different config \(model.base_width: 16 -> 8\)"):
         workdir_lib.prepare_workdir(workdir, _config(model={"base_width": 8}))
