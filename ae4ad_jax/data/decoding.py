@@ -72,8 +72,8 @@ def check_size(width, height, slices, bytes_per_slice, limits: Limits) -> None:
             f"max_decoded_bytes = {_megabytes(limits.max_decoded_bytes)}")
 
 
-def check_file(path: str, limits: Limits) -> int:
-    """The size of `path` if it is a regular file within the caps; else UnreadableFile."""
+def check_file(path: str, limits: Limits) -> None:
+    """Raises UnreadableFile unless `path` is a regular file, not empty, within the caps."""
     try:
         info = os.stat(path)
     except OSError as error:
@@ -88,7 +88,6 @@ def check_file(path: str, limits: Limits) -> int:
     if info.st_size > limits.max_decoded_bytes:
         raise UnreadableFile(f"is {_megabytes(info.st_size)}, over the cap max_decoded_bytes "
                              f"= {_megabytes(limits.max_decoded_bytes)}")
-    return info.st_size
 
 
 def rescale_to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:
