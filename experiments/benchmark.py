@@ -50,6 +50,7 @@ from ae4ad_jax.evaluation import scoring  # noqa: E402
 from ae4ad_jax.methods import registry  # noqa: E402
 from ae4ad_jax.nets import cpu_kernels, layers  # noqa: E402
 from ae4ad_jax.parallel import execution, sharding  # noqa: E402
+from ae4ad_jax.training import memory  # noqa: E402
 from ae4ad_jax.training import state as train_state  # noqa: E402
 from ae4ad_jax.training import step as train_step  # noqa: E402
 from configs import default  # noqa: E402
@@ -114,11 +115,12 @@ def jax_trainer(config, num_members):
     members = ([{"latent_size": 16, "seed": 0}] if num_members == 1 else
                [{"latent_size": LATENT_SIZES[i % 8], "seed": i // 8} for i in range(num_members)])
     state = train_state.create_train_state(config, method, members)
-    plan = execution.fit_to_memory(execution.plan_execution(config), num_members,
-                                   lambda: train_step.member_step_bytes(state, config, method))
     shape = (BATCH * FLAGS.steps, config.image_size, config.image_size, config.channels)
     images = sharding.place_rows(np.random.default_rng(0).integers(0, 256, shape, np.uint8),
                                  sharding.single_device())
+    plan = execution.plan_execution(config)
+    plan = execution.fit_to_memory(plan, num_members, lambda: memory.memory_need(
+        state, config, method, plan, {"train": shape[0]}, with_maps=False))
     box = {"state": state, "epoch": 0}
 
     def run():

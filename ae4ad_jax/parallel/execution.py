@@ -15,7 +15,7 @@ No setting here changes results (tests check every choice against the others);
 - `donate_state`: whether the step reuses the train state's buffers. XLA:CPU
   then copies every parameter at each step, so CPU does not donate.
 - `member_chunk_size`: members per program, one chunk after another; 0 fits as
-  many as the device memory of every local device allows.
+  many as the device memory of every local device allows (`fit_to_memory`).
 - `steps_per_program`: with the "scan" loop, steps per program (0: the whole
   epoch). A run stops (`training/preemption.py`) only between programs, so a
   smaller value lets a long epoch stop sooner.
@@ -27,6 +27,7 @@ import os
 import jax
 from jax.experimental.compilation_cache import compilation_cache
 
+from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.nets import cpu_kernels, kernels
 
 CHOICES = {
@@ -75,18 +76,77 @@ def model_kernels(config) -> kernels.Kernels:
     return {"xla": kernels.XLA, "cpu": cpu_kernels.CPU}[plan_execution(config).kernels]
 
 
-def fit_to_memory(plan: Plan, num_members: int, member_bytes_fn) -> Plan:
-    """The plan with an automatic chunk size (0) set to the members that fit every local
-    device's memory; devices that report no limit leave all members together."""
-    if plan.chunk:
-        return plan
+@dataclasses.dataclass(frozen=True)
+class MemoryNeed:
+    """What a run holds in each device's memory, in bytes (`training/memory.py` measures it):
+    `data` the rows placed there for the whole run, `state` one member's train state, and
+    `program` what one member adds to a program while it runs (the temporaries of its
+    training steps or its scoring outputs, whichever is larger)."""
+    data: int
+    state: int
+    program: int
+
+    def total(self, num_members: int, chunk: int, donate: bool) -> int:
+        """Peak bytes of `num_members` members trained `chunk` per program. Every member's
+        state stays on the device between programs; an undonated step writes a new state
+        beside the old one, and the old ones are released only after the last chunk."""
+        return self.data + num_members * self.state * (1 if donate else 2) + chunk * self.program
+
+
+def device_memory() -> int | None:
+    """The smallest memory limit (`memory_stats()["bytes_limit"]`) of the local devices;
+    None when none reports one (CPU)."""
     limits = [(device.memory_stats() or {}).get("bytes_limit") for device in
               jax.local_devices()]
     limits = [limit for limit in limits if limit]
-    if not limits:
+    return min(limits) if limits else None
+
+
+def _gb(num_bytes: int) -> str:
+    return f"{num_bytes / 1e9:.2f} GB" if num_bytes >= 1e8 else f"{num_bytes / 1e6:.1f} MB"
+
+
+def fit_to_memory(plan: Plan, num_members: int, need_fn, limit: int | None = None) -> Plan:
+    """The plan with an automatic chunk size (0) set so that a device's `num_members`
+    members run in the fewest programs that fit MEMORY_FRACTION of its memory `limit`
+    (default: `device_memory()`) by the estimate `need_fn()` (a `MemoryNeed`, asked only
+    when there is a limit), in chunks as equal as they can be (8 members of which 5 fit:
+    4 + 4, one compiled program). Without a limit all members share one program; a chunk
+    set in the config is kept. Raises UserError when not even one member fits."""
+    if plan.chunk:
+        return plan
+    limit = device_memory() if limit is None else limit
+    if not limit:
         return dataclasses.replace(plan, chunk=num_members)
-    fit = int(MEMORY_FRACTION * min(limits)) // max(member_bytes_fn(), 1)
-    return dataclasses.replace(plan, chunk=max(1, min(num_members, fit)))
+    need = need_fn()
+    budget = int(MEMORY_FRACTION * limit)
+    fit = (budget - need.total(num_members, 0, plan.donate)) // max(need.program, 1)
+    if fit < 1:
+        raise UserError(
+            f"{num_members} member(s) per device do not fit its memory: the data and the "
+            f"members' states take {_gb(need.total(num_members, 0, plan.donate))} and one "
+            f"member's program {_gb(need.program)}, over the {_gb(budget)} planned for "
+            f"({MEMORY_FRACTION:.0%} of {_gb(limit)}). Put fewer members on each device "
+            "(more devices: the members axis of the mesh), or lower batch_size or "
+            "image_size.")
+    programs = -(-num_members // fit)  # the fewest programs, as equal as they can be:
+    return dataclasses.replace(plan, chunk=-(-num_members // programs))  # one compile
+
+
+def describe(plan: Plan, num_members: int, need: MemoryNeed | None = None,
+             limit: int | None = None) -> str:
+    """One line on how a device's `num_members` members are compiled (and, with an estimate
+    and a limit, the bytes planned)."""
+    chunk = plan.chunk or num_members
+    steps = ("one step per program" if plan.loop == "host" else
+             f"{plan.steps_per_program} steps per program" if plan.steps_per_program else
+             "a whole epoch per program")
+    text = (f"{chunk} of {num_members} member(s) per program ({plan.lowering}), {steps}, "
+            f"state {'donated' if plan.donate else 'copied'}, {plan.kernels} kernels")
+    if need is not None and limit:
+        text += (f"; about {_gb(need.total(num_members, chunk, plan.donate))} of "
+                 f"{_gb(limit)} device memory")
+    return text
 
 
 def members_per_program(plan: Plan, layout) -> int:

@@ -28,9 +28,9 @@ from ae4ad_jax.parallel import ensemble, execution, sharding
 from ae4ad_jax.reporting import build, figures, page
 from ae4ad_jax.runs import checkpoints, lock, manifest, outputs
 from ae4ad_jax.runs import workdir as workdir_lib
-from ae4ad_jax.training import preemption
+from ae4ad_jax.training import memory, preemption
 from ae4ad_jax.training.state import create_train_state
-from ae4ad_jax.training.step import member_step_bytes, run_epoch
+from ae4ad_jax.training.step import run_epoch
 
 
 def _check_finite(losses, epoch, steps_per_epoch, last_saved, workdir):
@@ -181,12 +181,14 @@ def _train_and_evaluate(config, workdir, eval_only, data, stop):
     if eval_only and start_epoch == 0:
         raise UserError(f"--eval_only needs a checkpoint, and {workdir}/checkpoints has none.")
     writer = outputs.Writer(workdir, members, start_epoch, enabled=sharding.is_primary())
-    plan = execution.fit_to_memory(execution.plan_execution(config),
-                                   len(members) // layout.members,
-                                   functools.partial(member_step_bytes, state, config, method))
+    plan, per_device = execution.plan_execution(config), len(members) // layout.members
+    plan = execution.fit_to_memory(plan, per_device, functools.partial(
+        memory.memory_need, state, config, method, plan,
+        {name: rows.images.addressable_shards[0].data.shape[0] for name, rows in placed.items()},
+        data.test_masks is not None))
     log(f"{len(members)} member(s) on {layout.members * layout.data} device(s) "
         f"({layout.members} x {layout.data} member x data, {layout.form}), "
-        f"{jax.process_count()} process(es).")
+        f"{jax.process_count()} process(es); {execution.describe(plan, per_device)}.")
     last_saved, rows = start_epoch, None
     clock = EpochClock(start_epoch)
     try:

@@ -206,13 +206,3 @@ def run_epoch(state, rows, epoch, *, method, batch_size, plan, layout=None, star
         state = _after_epoch(state, metrics, jnp.int32(epoch), method=method)
     return state, metrics, position
 
-
-def member_step_bytes(state, config, method) -> int:
-    """Device bytes one member's train step needs (XLA's memory analysis), for chunking."""
-    one = jax.device_put(sharding.to_host(ensemble.member(state, 0)), jax.local_devices()[0])
-    shape = (config.batch_size, config.image_size, config.image_size, config.channels)
-    step = jax.jit(functools.partial(train_step, method=method))
-    compiled = step.lower(one, jnp.zeros(shape), jnp.ones(shape[0]), jnp.arange(shape[0]),
-                          one.rng).compile()
-    analysis = compiled.memory_analysis()
-    return int(analysis.temp_size_in_bytes + 3 * analysis.argument_size_in_bytes)

@@ -186,18 +186,6 @@ def test_chunked_members_give_the_same_epoch(test_config, images):
     np.testing.assert_allclose(scores[0], scores[1], rtol=1e-5)
 
 
-def test_a_members_step_needs_its_arguments_three_times_and_more_for_a_larger_batch(
-        test_config):
-    state = _state(test_config, [(4, 0)])
-    one = ensemble.member(state, 0)
-    arguments = sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(
-        (one.params, one.opt_state, one.batch_stats)))
-    estimate = step.member_step_bytes(state, test_config, METHOD)
-    assert estimate >= 3 * arguments
-    test_config.batch_size *= 4
-    assert step.member_step_bytes(state, test_config, METHOD) > estimate
-
-
 def test_entropy_weight_lowers_latent_entropy(test_config):
     from ae4ad_jax.data import pipeline as input_pipeline
 
