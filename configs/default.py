@@ -107,5 +107,5 @@ def get_config():
     # never change results; "auto" picks the fast choice for the backend.
     config.execution = ml_collections.ConfigDict(dict(
         kernels="auto", member_lowering="auto", epoch_loop="auto", donate_state="auto",
-        member_chunk_size=0, steps_per_program=0))
+        member_chunk_size=0, steps_per_program=0, memory_limit_bytes=0))
     return config

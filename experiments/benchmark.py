@@ -62,6 +62,8 @@ flags.DEFINE_list("channels", ["1"], "Channel counts.")
 flags.DEFINE_integer("steps", 10, "Timed training steps (batch 64) per member.")
 flags.DEFINE_integer("eval_images", 1024, "Images scored in the scoring measurement.")
 flags.DEFINE_bool("torch", True, "Also measure PyTorch when it is installed.")
+flags.DEFINE_string("torch_device", "auto", "PyTorch's device: cpu, cuda, or auto (cuda when "
+                    "PyTorch sees a GPU).")
 flags.DEFINE_bool("before", True, "Also measure the single model as it was before the speed "
                   "work (a child process; see the module docstring).")
 flags.DEFINE_enum("kernels", "auto", ["auto", "xla", "cpu"], "execution.kernels (the child "
@@ -82,14 +84,16 @@ def _config(size, channels):
     return config
 
 
-def _round_rates(runners):
-    """{name: images/s in each of FLAGS.epochs rounds} in which the runners ({name: (run,
-    images per run)}) take turns, in alternating order, after one untimed round."""
+def _round_rates(runners, rounds=None):
+    """{name: images/s in each of `rounds` (default FLAGS.epochs) rounds} in which the
+    runners ({name: (run, images per run)}) take turns, in alternating order, after one
+    untimed round. A run returns when its work is done (results on the host, or a
+    device synchronised)."""
     for run, _ in runners.values():
         run()
     seconds = {name: [] for name in runners}
     order = list(runners)
-    for _ in range(FLAGS.epochs):
+    for _ in range(rounds or FLAGS.epochs):
         order.reverse()  # no runner always first (position in a round shows in timings)
         for name in order:
             run = runners[name][0]
@@ -109,18 +113,22 @@ def _spread(ratios):
     return f"{low:.2f} / {q1:.2f}-{q3:.2f} / {high:.2f}"
 
 
-def jax_trainer(config, num_members):
-    """(run one epoch of FLAGS.steps steps per member, images per epoch, compile s, plan)."""
+def jax_trainer(config, num_members, steps=None):
+    """(run one epoch of `steps` (default FLAGS.steps) steps per member, images per epoch,
+    compile s, plan, the memory estimate the plan was made with (None without a device
+    memory limit))."""
+    steps = steps or FLAGS.steps
     method = registry.create(config)
     members = ([{"latent_size": 16, "seed": 0}] if num_members == 1 else
                [{"latent_size": LATENT_SIZES[i % 8], "seed": i // 8} for i in range(num_members)])
     state = train_state.create_train_state(config, method, members)
-    shape = (BATCH * FLAGS.steps, config.image_size, config.image_size, config.channels)
+    shape = (BATCH * steps, config.image_size, config.image_size, config.channels)
     images = sharding.place_rows(np.random.default_rng(0).integers(0, 256, shape, np.uint8),
                                  sharding.single_device())
     plan = execution.plan_execution(config)
-    plan = execution.fit_to_memory(plan, num_members, lambda: memory.memory_need(
-        state, config, method, plan, {"train": shape[0]}, with_maps=False))
+    needs = []
+    plan = execution.fit_to_memory(plan, num_members, lambda: needs.append(memory.memory_need(
+        state, config, method, plan, {"train": shape[0]}, with_maps=False)) or needs[-1])
     box = {"state": state, "epoch": 0}
 
     def run():
@@ -134,15 +142,18 @@ def jax_trainer(config, num_members):
     first = time.perf_counter() - start
     start = time.perf_counter()
     run()
-    return run, num_members * shape[0], first - (time.perf_counter() - start), plan
+    return (run, num_members * shape[0], first - (time.perf_counter() - start), plan,
+            needs[0] if needs else None)
 
 
-def jax_scorer(config):
-    """(score FLAGS.eval_images images, maps included, in one call; images scored)."""
+def jax_scorer(config, num_images=None):
+    """(score `num_images` (default FLAGS.eval_images) images, maps included, in one call;
+    images scored)."""
     method = registry.create(config)
     state = train_state.create_train_state(config, method, [{"latent_size": 16, "seed": 0}])
     plan = execution.plan_execution(config)
-    shape = (FLAGS.eval_images, config.image_size, config.image_size, config.channels)
+    shape = (num_images or FLAGS.eval_images, config.image_size, config.image_size,
+             config.channels)
     images = sharding.place_rows(np.random.default_rng(1).integers(0, 256, shape, np.uint8),
                                  sharding.single_device())
 
@@ -203,23 +214,34 @@ def torch_model(size, channels, latent=16):
         *up(64, 64), *up(64, 32), *up(32, 16), *up(16, channels, last=True))
 
 
-def torch_runners(size, channels):
-    """PyTorch's {name: (run, images per run)}: a training epoch, scoring one image at a
-    time (the reference's test loop; 256 images) and in batches of 256."""
+def torch_runners(size, channels, steps=None, eval_images=None, device="cpu",
+                  compiled=False):
+    """PyTorch's {name: (run, images per run)}: a training epoch of `steps` (default
+    FLAGS.steps), scoring one image at a time (the reference's test loop; 256 images)
+    and in batches of 256, of `eval_images` (default FLAGS.eval_images). Data and model
+    are on `device` ("cpu", "cuda") before any timing; a run returns when the device
+    has finished its work (`torch.cuda.synchronize`), scores on the host. `compiled`:
+    the model under `torch.compile` (its compilation happens in the untimed round)."""
     import torch
 
-    model = torch_model(size, channels)
+    steps, eval_images = steps or FLAGS.steps, eval_images or FLAGS.eval_images
+    model = torch_model(size, channels).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = torch.rand(BATCH, channels, size, size) * 2 - 1
-    test = torch.rand(FLAGS.eval_images, channels, size, size) * 2 - 1
+    forward = torch.compile(model) if compiled else model
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    x = (torch.rand(BATCH, channels, size, size, generator=generator) * 2 - 1).to(device)
+    test = (torch.rand(eval_images, channels, size, size, generator=generator) * 2 - 1).to(
+        device)
+    synchronize = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
     def train_epoch():
         model.train()
-        for _ in range(FLAGS.steps):
+        for _ in range(steps):
             optimizer.zero_grad()
-            loss = torch.mean((model(x) - x) ** 2)
+            loss = torch.mean((forward(x) - x) ** 2)
             loss.backward()
             optimizer.step()
+        synchronize()
 
     def scorer(batch, count):
         def run():
@@ -227,12 +249,13 @@ def torch_runners(size, channels):
             with torch.no_grad():
                 for i in range(0, count, batch):
                     part = test[i:i + batch]
-                    torch.mean((model(part) - part) ** 2, dim=(1, 2, 3)).numpy()
+                    torch.mean((forward(part) - part) ** 2, dim=(1, 2, 3)).cpu().numpy()
+            synchronize()
         return run, count
 
-    return {"train": (train_epoch, BATCH * FLAGS.steps),
-            "score 1-by-1": scorer(1, min(256, FLAGS.eval_images)),
-            "score x256": scorer(256, FLAGS.eval_images)}
+    return {"train": (train_epoch, BATCH * steps),
+            "score 1-by-1": scorer(1, min(256, eval_images)),
+            "score x256": scorer(256, eval_images)}
 
 
 def _before_row(size, channels, reference):
@@ -262,9 +285,13 @@ def main(argv):
         import torch
 
         has_torch = FLAGS.torch
-        torch_note = f", torch {torch.__version__} with {torch.get_num_threads()} threads"
+        torch_device = FLAGS.torch_device
+        if torch_device == "auto":
+            torch_device = "cuda" if torch.cuda.is_available() else "cpu"
+        torch_note = (f", torch {torch.__version__} on {torch_device} with "
+                      f"{torch.get_num_threads()} threads")
     except ImportError:
-        has_torch, torch_note = False, ", torch not installed"
+        has_torch, torch_device, torch_note = False, "cpu", ", torch not installed"
     print(f"jax {jax.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind}), "
           f"{os.cpu_count()} cores{torch_note}; {FLAGS.compute_dtype}; "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
@@ -276,7 +303,7 @@ def main(argv):
     for size in map(int, FLAGS.sizes):
         for channels in map(int, FLAGS.channels):
             config = _config(size, channels)
-            torch_side = torch_runners(size, channels) if has_torch else {}
+            torch_side = torch_runners(size, channels, device=torch_device) if has_torch else {}
             score_rounds = _round_rates({"jax": jax_scorer(config),
                                          **{name: runner for name, runner in torch_side.items()
                                             if name != "train"}})
@@ -287,8 +314,8 @@ def main(argv):
                                + _spread(score_rounds["jax"] / score_rounds["score 1-by-1"]))
             single, reference = jax_trainer(config, 1), None
             for num_members in map(int, FLAGS.members):
-                run, images, compile_s, plan = (single if num_members == 1 else
-                                                jax_trainer(config, num_members))
+                run, images, compile_s, plan, _ = (single if num_members == 1 else
+                                                   jax_trainer(config, num_members))
                 # Each rate is set beside what it is compared with, in the same rounds:
                 # PyTorch for the single model, the single model for ensembles.
                 runners = {"jax": (run, images)}

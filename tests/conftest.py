@@ -37,7 +37,8 @@ for name, value in SETTINGS.items():
 # on one process), so that no process is left with a long file at the end.
 LONGEST_FIRST = ("tests/parallel/test_sharding.py", "tests/methods/test_methods.py",
                  "tests/parallel/test_ensemble.py", "tests/training/test_train.py",
-                 "tests/parallel/test_processes.py")
+                 "tests/parallel/test_processes.py", "tests/test_gpu_check.py",
+                 "tests/parallel/test_memory_plan.py")
 
 
 def pytest_collection_modifyitems(items):

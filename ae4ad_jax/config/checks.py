@@ -103,8 +103,8 @@ def validate_config(config) -> None:
         value = config.execution[key]
         _require(value in choices,
                  f"Config key execution.{key} must be one of {choices}, got {value!r}.")
-    for key in ("member_chunk_size", "steps_per_program"):
-        value = config.execution[key]
+    for key in ("member_chunk_size", "steps_per_program", "memory_limit_bytes"):
+        value = config.execution.get(key, 0)  # the last two are newer than some workdirs
         _require(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
                  f"Config key execution.{key} must be an integer >= 0, got {value!r}.")
     keep = config.checkpoints_to_keep

@@ -16,6 +16,10 @@ No setting here changes results (tests check every choice against the others);
   then copies every parameter at each step, so CPU does not donate.
 - `member_chunk_size`: members per program, one chunk after another; 0 fits as
   many as the device memory of every local device allows (`fit_to_memory`).
+- `memory_limit_bytes`: the device memory `member_chunk_size = 0` plans for: 0 is
+  what each device reports (`memory_stats()["bytes_limit"]`; CPUs report none); a
+  number plans as if every device had that many bytes (a GPU shared with other work,
+  or an accelerator's plan tried on a CPU).
 - `steps_per_program`: with the "scan" loop, steps per program (0: the whole
   epoch). A run stops (`training/preemption.py`) only between programs, so a
   smaller value lets a long epoch stop sooner.
@@ -53,6 +57,7 @@ class Plan:
     donate: bool
     chunk: int  # members per program (0: all)
     steps_per_program: int = 0  # with loop "scan": steps per program (0: the whole epoch)
+    memory_limit: int = 0  # bytes each device may hold (0: what the devices report)
 
 
 def plan_execution(config, backend: str | None = None) -> Plan:
@@ -68,7 +73,8 @@ def plan_execution(config, backend: str | None = None) -> Plan:
         lowering, chunk = "unroll", 1
     return Plan(kernels=chosen["kernels"], lowering=lowering, loop=chosen["epoch_loop"],
                 donate=chosen["donate_state"] == "yes", chunk=chunk,
-                steps_per_program=config.execution.get("steps_per_program", 0))
+                steps_per_program=config.execution.get("steps_per_program", 0),
+                memory_limit=config.execution.get("memory_limit_bytes", 0))
 
 
 def model_kernels(config) -> kernels.Kernels:
@@ -109,13 +115,14 @@ def _gb(num_bytes: int) -> str:
 def fit_to_memory(plan: Plan, num_members: int, need_fn, limit: int | None = None) -> Plan:
     """The plan with an automatic chunk size (0) set so that a device's `num_members`
     members run in the fewest programs that fit MEMORY_FRACTION of its memory `limit`
-    (default: `device_memory()`) by the estimate `need_fn()` (a `MemoryNeed`, asked only
-    when there is a limit), in chunks as equal as they can be (8 members of which 5 fit:
-    4 + 4, one compiled program). Without a limit all members share one program; a chunk
-    set in the config is kept. Raises UserError when not even one member fits."""
+    (default: the plan's `memory_limit`, else `device_memory()`) by the estimate
+    `need_fn()` (a `MemoryNeed`, asked only when there is a limit), in chunks as equal as
+    they can be (8 members of which 5 fit: 4 + 4, one compiled program). Without a limit
+    all members share one program; a chunk set in the config is kept. Raises UserError
+    when not even one member fits."""
     if plan.chunk:
         return plan
-    limit = device_memory() if limit is None else limit
+    limit = (plan.memory_limit or device_memory()) if limit is None else limit
     if not limit:
         return dataclasses.replace(plan, chunk=num_members)
     need = need_fn()

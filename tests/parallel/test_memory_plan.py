@@ -45,8 +45,13 @@ def test_without_a_device_limit_every_member_shares_one_program(monkeypatch):
 
 def test_the_smallest_reported_limit_of_the_local_devices_counts(monkeypatch):
     monkeypatch.setattr(jax, "local_devices", lambda: [
-        _Device({"bytes_limit": 9_000}), _Device(None), _Device({"bytes_limit": 7_000})])
-    assert execution.device_memory() == 7_000
+        _Device({"bytes_limit": 9_000}), _Device(None), _Device({"bytes_limit": 3_000})])
+    assert execution.device_memory() == 3_000
+    limit = _limit_for(2)  # above the devices' 3000 bytes, under which all are refused
+    with pytest.raises(UserError):
+        execution.fit_to_memory(ACCELERATOR, 8, lambda: NEED)
+    planned = dataclasses.replace(ACCELERATOR, memory_limit=limit)  # the config's setting
+    assert execution.fit_to_memory(planned, 8, lambda: NEED).chunk == 2
 
 
 def test_members_that_fit_together_are_not_chunked():
@@ -107,21 +112,17 @@ def accelerator_run():
     state = state_lib.create_train_state(config, method, [
         {"latent_size": 4, "seed": seed} for seed in range(4)])
     rows = sharding.place_rows(jnp.zeros((96, 32, 32, 1), jnp.uint8), sharding.single_device())
-    needs = {}
-    for donate in (True, False):
-        plan = dataclasses.replace(execution.plan_execution(config), donate=donate)
-        needs[donate] = memory.memory_need(state, config, method, plan, {"test": 96},
-                                           with_maps=True)
-    return config, method, state, rows, needs
+    need = memory.memory_need(state, config, method, execution.plan_execution(config),
+                              {"test": 96}, with_maps=True)
+    return config, method, state, rows, need
 
 
 @pytest.mark.parametrize("donate", [True, False])
 def test_the_estimate_matches_xla_memory_analysis_of_the_chunk_program(accelerator_run,
                                                                         donate):
-    """A program of all 4 members (3 scanned steps), compiled whole: XLA's analysis of its
-    peak against the estimate made from one member's program."""
-    config, method, state, rows, needs = accelerator_run
-    need = needs[donate]
+    """A program of all 4 members (3 scanned steps), compiled whole, donating its state or
+    not: XLA's analysis of its peak against the estimate made from one member's program."""
+    config, method, state, rows, need = accelerator_run
     assert need.data == 96 * 32 * 32
     assert need.state * 4 == sum(x.nbytes for x in jax.tree_util.tree_leaves(state))
     program = jax.jit(functools.partial(
@@ -155,7 +156,8 @@ def test_the_estimate_covers_scoring_with_maps(accelerator_run):
 
 def test_a_run_chunks_its_members_to_the_device_memory(test_config, tmp_path, monkeypatch,
                                                        capsys):
-    """The trainer asks the planner: with device memory (injected) for one of its two
+    """The trainer asks the planner: with device memory (execution.memory_limit_bytes) for
+    one of its two
     members' programs, members train one per program; with less than one, the run is
     refused before its first step. The run's own estimate is made and checked too."""
     test_config.latent_sizes, test_config.seeds, test_config.num_epochs = (2,), (0, 1), 1
@@ -163,21 +165,20 @@ def test_a_run_chunks_its_members_to_the_device_memory(test_config, tmp_path, mo
     made = []
 
     def need(*args):
-        made.append(estimate(*args))
+        if not made:  # the run's own estimate, once
+            made.append(estimate(*args))
         return NEED
 
     estimate = memory.memory_need
     monkeypatch.setattr(memory, "memory_need", need)
     copied = dataclasses.replace(ACCELERATOR, donate=False)  # the CPU's choice
-    monkeypatch.setattr(execution, "device_memory",
-                        lambda: _limit_for(1, members=2, plan=copied))
+    test_config.execution.memory_limit_bytes = _limit_for(1, members=2, plan=copied)
     summary = loop.train_and_evaluate(test_config, str(tmp_path / "run"))
     assert len(summary["metrics"]) == 2
     assert "1 of 2 member(s) per program (vmap)" in capsys.readouterr().out
     (run_need,) = made  # the test split (200 images) is scored with maps
     assert run_need.data == (256 + 200) * 32 * 32 and run_need.program > 200 * 32 * 32 * 4
-    monkeypatch.setattr(execution, "device_memory",
-                        lambda: _limit_for(1, members=2, plan=copied) - 20)
+    test_config.execution.memory_limit_bytes = _limit_for(1, members=2, plan=copied) - 20
     with pytest.raises(UserError, match=r"2 member\(s\) per device do not fit"):
         loop.train_and_evaluate(test_config, str(tmp_path / "refused"))
     assert not (tmp_path / "refused" / "checkpoints").exists() or not any(
