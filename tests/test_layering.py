@@ -9,6 +9,7 @@ nothing imports them.
 
 import ast
 import os
+import sys
 
 import pytest
 
@@ -160,10 +161,41 @@ def test_every_subpackage_has_a_rule_and_says_what_it_may_import():
     for name, allowed in LAYERS.items():
         with open(os.path.join(ROOT, PACKAGE, name, "__init__.py")) as f:
             doc = ast.get_docstring(ast.parse(f.read()))
-        stated = doc.split("May import:")[1].strip().rstrip(".")
+        stated = doc.split("May import:")[1].split("Libraries:")[0].strip().rstrip(".")
         stated = () if stated.startswith("nothing") else tuple(
             part.strip().split(" ")[0] for part in stated.split(","))
         assert set(stated) == set(allowed), (name, stated, allowed)
+
+
+def _third_party(path):
+    """The top-level names of the libraries a module imports anywhere (not the standard
+    library's, not the package's)."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            found.add(node.module.split(".")[0])
+    return found - set(sys.stdlib_module_names) - {PACKAGE}
+
+
+def test_every_subpackage_names_its_modules_and_the_libraries_they_import():
+    """Each subpackage's docstring names every module (`name.py`) and, after
+    "Libraries:", exactly the libraries its modules import."""
+    modules = _modules(ROOT)
+    for name in LAYERS:
+        with open(os.path.join(ROOT, PACKAGE, name, "__init__.py")) as f:
+            doc = ast.get_docstring(ast.parse(f.read()))
+        files = {os.path.basename(path) for module, path in modules.items()
+                 if layer(module) == name and not path.endswith("__init__.py")}
+        assert [f for f in sorted(files) if f"`{f}`" not in doc] == [], name
+        stated = doc.split("Libraries:")[1].split("(")[0].strip().rstrip(".")
+        stated = set() if stated == "none" else {part.strip() for part in stated.split(",")}
+        used = set().union(*(_third_party(path) for module, path in modules.items()
+                             if layer(module) == name))
+        assert stated == used, (name, sorted(stated - used), sorted(used - stated))
 
 
 def test_layers_import_downwards_only():

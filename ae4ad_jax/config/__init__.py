@@ -2,4 +2,5 @@
 before any compute by training and on every config read back from a workdir.
 
 May import: core, nets, estimators, data, parallel, methods, runs.
+Libraries: none.
 """

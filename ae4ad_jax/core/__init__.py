@@ -1,5 +1,7 @@
-"""Shared basics every layer may use: the user-error type, progress lines, logging, batch
-arithmetic, atomic file writes, and declared settings.
+"""Shared basics every layer may use: the user-error type (`errors.py`), progress lines
+(`progress.py`), logging (`logs.py`), batch arithmetic (`batching.py`), atomic file writes
+(`files.py`), and declared settings (`settings.py`).
 
-May import: nothing from the package (only the standard library, numpy and JAX).
+May import: nothing from the package.
+Libraries: absl, jax, numpy, pydicom, tensorflow_datasets (logs.py quiets their loggers).
 """

@@ -6,4 +6,5 @@ caps checked before decoding (`decoding.py`, `dicom_files.py`, `nifti_files.py`)
 the one image preprocessing after them (`preprocessing.py`).
 
 May import: core.
+Libraries: jax, nibabel, numpy, PIL, pydicom, tensorflow_datasets.
 """

@@ -3,4 +3,5 @@ the device: the entropy H(Z) (`entropy.py`). The training loss uses the batch fo
 evaluation measures codes with them.
 
 May import: core.
+Libraries: jax, numpy.
 """

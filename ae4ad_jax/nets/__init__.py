@@ -6,4 +6,5 @@ contract with XLA's forms (`kernels.py`) and XLA:CPU's faster forms (`cpu_kernel
 No optax, no data, no jit.
 
 May import: core.
+Libraries: flax, jax.
 """

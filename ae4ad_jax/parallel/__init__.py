@@ -3,4 +3,5 @@ data) device mesh with its jit, shard_map and pmap wrappers (`sharding.py`), man
 processes (`distributed.py`), and the execution plan of this backend (`execution.py`).
 
 May import: core, nets.
+Libraries: flax, jax, numpy.
 """

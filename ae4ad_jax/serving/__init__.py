@@ -4,4 +4,5 @@ member's scorer exported with `jax.export` (`exported.py`). Serving never builds
 trainer, the optimiser state or the report.
 
 May import: core, nets, data, parallel, methods, config, evaluation, runs.
+Libraries: jax, matplotlib, numpy, PIL.
 """
