@@ -28,6 +28,7 @@ from ae4ad_jax.core import files
 from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.data import pipeline
 from ae4ad_jax.data.preprocessing import conform
+from ae4ad_jax.evaluation import code_scores
 from ae4ad_jax.evaluation.code_scores import RECONSTRUCTION
 from ae4ad_jax.runs import outputs
 from ae4ad_jax.serving import detector as detector_lib
@@ -137,10 +138,7 @@ class AnomalyDetector:
                                  detector.workdir, index, detector.epoch)}]})
             models = outputs.read_code_models(detector.workdir)
             if models is not None:
-                prefix = f"m{index}/"
-                outputs.write_code_models(partial, {
-                    "m0/" + key[len(prefix):]: value for key, value in models.items()
-                    if key.startswith(prefix)})
+                outputs.write_code_models(partial, code_scores.member_as_only(models, index))
             scores = outputs.read_scores(detector.workdir)
             if scores is not None:
                 outputs.write_scores(partial, {k: v[index:index + 1] for k, v in scores.items()

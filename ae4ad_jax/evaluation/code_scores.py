@@ -213,14 +213,26 @@ def _array(arrays, key, shape, kind="iuf"):
     return value
 
 
+def _prefix(member: int) -> str:
+    """Where member `member`'s arrays sit in `code_models.npz`."""
+    return f"m{member}/"
+
+
 def models_to_arrays(models) -> dict:
     """The code models of a run's members, for `code_models.npz` (member m: `m<m>/...`)."""
     return {key: value for m, model in enumerate(models)
-            for key, value in model.to_arrays(f"m{m}/").items()}
+            for key, value in model.to_arrays(_prefix(m)).items()}
 
 
 def model_from_arrays(arrays, member: int) -> CodeModel:
-    return CodeModel.from_arrays(arrays, f"m{member}/")
+    return CodeModel.from_arrays(arrays, _prefix(member))
+
+
+def member_as_only(arrays, member: int) -> dict:
+    """Member `member`'s arrays of a `code_models.npz`, as those of a run's only member."""
+    prefix = _prefix(member)
+    return {_prefix(0) + key[len(prefix):]: value for key, value in arrays.items()
+            if key.startswith(prefix)}
 
 
 def member_code_scores(train, normal, test, latent_size, k, normal_is_train):

@@ -13,11 +13,9 @@ import numpy as np
 
 from ae4ad_jax.core import batching
 from ae4ad_jax.data.preprocessing import to_float
-from ae4ad_jax.methods import parts
+from ae4ad_jax.methods import contract, parts
 from ae4ad_jax.methods.contract import row_keys
 from ae4ad_jax.parallel import ensemble, execution, sharding
-
-EVAL_STREAM = 2  # the random stream of test-time sampling (the VAE), one key per image
 
 
 def forward_fn(method, member):
@@ -45,7 +43,7 @@ def _score_batch(method, member, images, positions, with_maps):
     """Scores one batch for one member: dict of [B] (and [B, H, W]) arrays; `positions`
     are the images' indices in the scored set (their random streams)."""
     forward = forward_fn(method, member)
-    stream = jax.random.fold_in(member["rng"], EVAL_STREAM)
+    stream = jax.random.fold_in(member["rng"], contract.EVAL_STREAM)
     maps, scores, outputs = method.score(forward, images, row_keys(stream, positions),
                                          member["latent_mask"])
     result = {"score": scores, "mse": parts.per_image_mse(outputs["recon"], images)}

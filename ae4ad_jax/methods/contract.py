@@ -31,7 +31,12 @@ from ae4ad_jax.nets.autoencoder import Architecture
 from ae4ad_jax.nets.kernels import Kernels
 from ae4ad_jax.nets.rate import Rate
 
-CORRUPT_STREAM, MODEL_STREAM = 0, 1  # per-row random streams
+# The random streams, each folded into a key. Of a member's key: the epochs' orders
+# (training/step.py), each step's key, test-time sampling (evaluation/scoring.py) and the
+# method's edit after an epoch. Of a row's key within a step: the method's corruption of
+# its input and the model's own sampling.
+DATA_STREAM, STEP_STREAM, EVAL_STREAM, EPOCH_STREAM = 0, 1, 2, 3
+CORRUPT_STREAM, MODEL_STREAM = 0, 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +74,13 @@ class Method:
 
     def create_model(self, latent_size: int, axis_name=None):
         return self.model(self, latent_size, axis_name)
+
+    def init_variables(self, latent_size: int, key, shape) -> dict:
+        """The variables of the model of `latent_size` initialised from `key` for inputs
+        of `shape` [B, H, W, C] (abstract arrays under `jax.eval_shape`)."""
+        return self.create_model(latent_size).init(
+            key, jnp.zeros(shape, jnp.float32), train=False,
+            row_keys=jnp.zeros((shape[0], 2), jnp.uint32))
 
     def frozen_variables(self) -> dict:
         return self.constants(self) if self.constants else {}

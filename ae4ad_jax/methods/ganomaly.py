@@ -6,6 +6,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from ae4ad_jax.core import trees
 from ae4ad_jax.core.settings import setting
 from ae4ad_jax.methods import parts
 from ae4ad_jax.methods.contract import Method
@@ -73,7 +74,7 @@ def reinit_collapsed_discriminator(state, means, key):
     keys = jax.random.split(key, len(leaves))
     new = []
     for (path, leaf), k in zip(leaves, keys, strict=True):
-        names = [str(getattr(p, "key", "")) for p in path]
+        names = trees.path_names(path)
         fresh = leaf
         if names[0] == "discriminator" and any(n.startswith("Conv") and not
                                                n.startswith("ConvBlock") for n in names):

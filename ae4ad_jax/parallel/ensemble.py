@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ae4ad_jax.core import trees
 from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.nets.layers import LATENT_IN, LATENT_OUT, LATENT_UNITS, MEMORY
 
@@ -65,7 +66,7 @@ def resize_latent(tree, size: int):
     """
 
     def fit(path, leaf):
-        names = [str(getattr(key, "key", "")) for key in path]
+        names = trees.path_names(path)
         if any(n.startswith((LATENT_OUT, LATENT_UNITS)) for n in names) or names[-1] == MEMORY:
             axis = leaf.ndim - 1
         elif any(n.startswith(LATENT_IN) for n in names) and names[-1] == "kernel":

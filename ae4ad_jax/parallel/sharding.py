@@ -204,12 +204,6 @@ def broadcast_text(text: str, limit: int = 4096) -> str:
     return received.tobytes().rstrip(b"\0").decode(errors="replace")
 
 
-def barrier(name: str) -> None:
-    """Waits until every process reaches this point (nothing to wait for on one process)."""
-    if jax.process_count() > 1:
-        multihost_utils.sync_global_devices(name)
-
-
 # ----------------------------------------------------------------------------- wrappers
 
 

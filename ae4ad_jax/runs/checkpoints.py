@@ -24,6 +24,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from ae4ad_jax.core import hosts
 from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.core.logs import log
 
@@ -214,7 +215,7 @@ def restore_or_keep(manager, state, workdir):
         if error is None:
             return state.replace(**restored), int(epoch)
         _move_aside(workdir, directory, epoch, f"epoch {epoch}", error)
-        _barrier()
+        hosts.barrier("unreadable checkpoint moved aside")
         manager.reload()
     return state, 0
 
@@ -243,12 +244,6 @@ def restore_stopped(workdir: str, state, after_step: int):
         return None
     metrics = {key: np.asarray(value) for key, value in restored.pop("epoch_metrics").items()}
     return state.replace(**restored), int(step), metrics
-
-
-def _barrier():
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-        multihost_utils.sync_global_devices("unreadable checkpoint moved aside")
 
 
 def restore_parts(workdir: str, template: dict):

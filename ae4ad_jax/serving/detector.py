@@ -94,11 +94,9 @@ def _writer(workdir) -> str | None:
 def _template(config, method, width, num_members) -> dict:
     """The checkpoint's parts that scoring reads, as abstract arrays with a member axis:
     every member is stored at the ensemble's width max(d), the shapes of that model."""
-    model = method.create_model(width)
     shape = (1, config.image_size, config.image_size, config.channels)
-    variables = jax.eval_shape(lambda: model.init(
-        jax.random.PRNGKey(0), jnp.zeros(shape), train=False,
-        row_keys=jnp.zeros((1, 2), jnp.uint32)))
+    variables = jax.eval_shape(lambda: method.init_variables(width, jax.random.PRNGKey(0),
+                                                             shape))
 
     def stacked(leaf):
         return jax.ShapeDtypeStruct((num_members,) + leaf.shape, leaf.dtype)

@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 
 from ae4ad_jax.config import checks
-from ae4ad_jax.core import batching
+from ae4ad_jax.core import batching, hosts
 from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.core.logs import log
 from ae4ad_jax.data import pipeline
@@ -110,7 +110,7 @@ def _load_for_run(config, workdir, eval_only, data=None):
         workdir_lib.prepare_workdir(workdir, config, must_exist=eval_only)
         if data is None:
             pipeline.prepare(config)
-    sharding.barrier("workdir and dataset prepared")
+    hosts.barrier("workdir and dataset prepared")
     method = registry.create(config)
     if data is None:
         data = pipeline.load(config)
@@ -248,5 +248,5 @@ def _train_and_evaluate(config, workdir, eval_only, data, stop):
             writer.write_images(page.report_images(os.path.join(workdir, build.REPORT_DIR)),
                                 last_saved)
     writer.close()
-    sharding.barrier("outputs written")
+    hosts.barrier("outputs written")
     return summary

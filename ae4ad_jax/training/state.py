@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
+from ae4ad_jax.core import trees
 from ae4ad_jax.nets.layers import LATENT_UNITS
 from ae4ad_jax.parallel import ensemble
 
@@ -37,7 +38,7 @@ def create_optimizer(config) -> optax.GradientTransformation:
 
 def _density_labels(params):
     def label(path, _):
-        names = [str(getattr(key, "key", "")) for key in path]
+        names = trees.path_names(path)
         return "density" if LATENT_UNITS + "_rate" in names else "model"
 
     return jax.tree_util.tree_map_with_path(label, params)
@@ -50,9 +51,7 @@ def _member_state(seed, entropy_weight, rate_weight, *, method, latent_size, wid
     """One member: the standalone model of its latent size initialised from its seed, its
     latent axes padded with zeros to the ensemble's `width` (one compiled program)."""
     init_key, state_key = jax.random.split(jax.random.PRNGKey(seed))
-    variables = method.create_model(latent_size).init(
-        init_key, jnp.zeros(shape, jnp.float32), train=False,
-        row_keys=jnp.zeros((shape[0], 2), jnp.uint32))
+    variables = method.init_variables(latent_size, init_key, shape)
     return TrainState.create(
         apply_fn=apply_fn, tx=tx,
         params=ensemble.resize_latent(variables["params"], width),

@@ -20,9 +20,6 @@ from ae4ad_jax.methods import contract
 from ae4ad_jax.parallel import ensemble, execution, sharding
 from ae4ad_jax.training.state import TrainState
 
-# Independent random streams derived from a member's key.
-DATA_STREAM, STEP_STREAM, EPOCH_STREAM = 0, 1, 3
-
 
 def train_step(state: TrainState, images, weights, positions, rng, *, method, axis_name=None):
     """One optimiser step of one member on its rows of the batch: `images` [B, H, W, C]
@@ -69,7 +66,7 @@ def epoch_batches(rng, epoch, num_images, batch_size):
 
 def plan_epoch(state, epoch, *, num_images, batch_size):
     """Every member's batches for one epoch: indices and weights [M, steps, B]."""
-    data_keys = jax.vmap(jax.random.fold_in, (0, None))(state.rng, DATA_STREAM)
+    data_keys = jax.vmap(jax.random.fold_in, (0, None))(state.rng, contract.DATA_STREAM)
     return jax.vmap(epoch_batches, (0, None, None, None))(data_keys, epoch, num_images,
                                                            batch_size)
 
@@ -117,7 +114,7 @@ def device_steps(state, images, indices, weights, first, *, method, lowering, nu
         batch = jax.lax.dynamic_index_in_dim(indices, t, 1, keepdims=False)  # [M, B]
         rows = jax.lax.dynamic_index_in_dim(weights, t, 1, keepdims=False)
         step_keys = jax.vmap(lambda key, step: jax.random.fold_in(
-            jax.random.fold_in(key, STEP_STREAM), step))(state.rng, state.step)
+            jax.random.fold_in(key, contract.STEP_STREAM), step))(state.rng, state.step)
         return step_fn(state, gather_batch(images, batch, data_shards),
                        local_rows(rows, data_shards), positions, step_keys)
 
@@ -132,7 +129,7 @@ def device_steps(state, images, indices, weights, first, *, method, lowering, nu
 def _after_epoch(state, metrics, epoch, *, method):
     """The method's edit of each member's state after an epoch, from its epoch means."""
     means = jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=1), metrics)
-    keys = jax.vmap(lambda key: jax.random.fold_in(jax.random.fold_in(key, EPOCH_STREAM),
+    keys = jax.vmap(lambda key: jax.random.fold_in(jax.random.fold_in(key, contract.EPOCH_STREAM),
                                                    epoch))(state.rng)
     return jax.vmap(method.after_epoch)(state, means, keys)
 
