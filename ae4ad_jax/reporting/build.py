@@ -44,6 +44,24 @@ def write_comparison_report(workdirs, out_dir=None) -> str:
 
 
 def _write_figures(table, out_dir) -> None:
+    """The curves against d (with two latent sizes or more: a figure of one point is not
+    written, and one left by an earlier report is removed) and against the rate weight."""
+    if len({e["latent_size"] for e in table}) > 1:
+        _write_against_d(table, out_dir)
+    else:
+        for name in page.AGAINST_D:
+            if os.path.exists(os.path.join(out_dir, name)):
+                os.remove(os.path.join(out_dir, name))
+    if any("rate_weight" in e for e in table):
+        error_key = tables.held_out(table, "recon_error")
+        figures.plot_against_rate(table, lambda e: e[error_key],
+                                  f"normal MSE ({error_key.removeprefix('recon_error_')})",
+                                  os.path.join(out_dir, "rate_vs_distortion.png"))
+        figures.plot_against_rate(table, lambda e: tuple(100 * v for v in e["auroc"]),
+                                  "image AUROC (%)", os.path.join(out_dir, "auroc_vs_rate.png"))
+
+
+def _write_against_d(table, out_dir) -> None:
     figures.plot_against_d(table, tables.ERROR_COLUMNS, "reconstruction error (MSE)",
                            os.path.join(out_dir, "error_vs_d.png"))
     figures.plot_against_d(table, (("auroc", "image AUROC"), ("ap", "image AP")), "metric",
@@ -55,13 +73,6 @@ def _write_figures(table, out_dir) -> None:
         figures.plot_against_d(table, entropy_series, "latent entropy H(Z) (nats)",
                                os.path.join(out_dir, "entropy_vs_d.png"))
         figures.plot_auroc_vs_entropy(table, os.path.join(out_dir, "auroc_vs_entropy.png"))
-    if any("rate_weight" in e for e in table):
-        error_key = tables.held_out(table, "recon_error")
-        figures.plot_against_rate(table, lambda e: e[error_key],
-                                  f"normal MSE ({error_key.removeprefix('recon_error_')})",
-                                  os.path.join(out_dir, "rate_vs_distortion.png"))
-        figures.plot_against_rate(table, lambda e: tuple(100 * v for v in e["auroc"]),
-                                  "image AUROC (%)", os.path.join(out_dir, "auroc_vs_rate.png"))
 
 
 def write_report(workdirs, out_dir=None) -> str:

@@ -109,10 +109,7 @@ def write_page(workdirs, out_dir, table_markdown) -> str:
                   "the test columns show how they hold on the test images.", "",
                   *_threshold_lines(rows)]
     lines += ["", "## Figures", ""]
-    one_size = len({row["latent_size"] for row in rows}) < 2
     for name, title in FIGURE_TITLES:
-        if name in AGAINST_D and one_size:
-            continue  # one latent size: no curve against d
         if os.path.exists(os.path.join(out_dir, name)):
             lines += [f"{title}", "", f"![{name}]({name})", ""]
     page = "\n".join(lines) + "\n"

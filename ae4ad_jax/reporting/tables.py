@@ -90,13 +90,15 @@ def select_latent_size(table, tolerance=SELECTION_TOLERANCE):
 
 
 def cell(entry, key, scale=100, digits=1) -> str:
-    """`mean ± std` of an aggregated metric (in percent by default), "-" when absent, with
-    † when it lies outside its estimator's validated range."""
+    """`mean ± std` of an aggregated metric over its seeds (the mean alone for one seed; in
+    percent by default), "-" when absent, with † when it lies outside its estimator's
+    validated range."""
     if key not in entry:
         return "-"
     mean, std = entry[key]
     outside = entry.get(key + IN_RANGE) == 0
-    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}" + ("†" if outside else "")
+    spread = f" ± {scale * std:.{digits}f}" if len(entry.get("seeds", (0, 1))) > 1 else ""
+    return f"{scale * mean:.{digits}f}{spread}" + ("†" if outside else "")
 
 
 def _axes(table):
@@ -129,12 +131,15 @@ def write_table1(table, out_dir) -> str:
         lines.append(f"| {entry['latent_size']} | {weights}{len(entry['seeds'])} | "
                      + " | ".join(cell(entry, k, scale) for k, _, scale in columns) + " |")
     best = max(table, key=lambda e: e["auroc"][0])
-    lines += ["", "Mean ± std over seeds; metrics in percent, H(Z) of train-normal codes in "
+    seeds = ("Mean ± std over seeds" if any(len(e["seeds"]) > 1 for e in table)
+             else "One seed")
+    lines += ["", f"{seeds}; metrics in percent, H(Z) of train-normal codes in "
               "nats (Z_norm: the code standardised per unit), the learned rate in bits per "
-              "train-normal image.",
-              f"Oracle: best AUROC at {_where(best, axes)} ({100 * best['auroc'][0]:.1f}; "
-              "chosen with test labels)."]
-    if any(is_plain(e) for e in table):
+              "train-normal image."]
+    if len(table) > 1:  # a choice among the rows
+        lines.append(f"Oracle: best AUROC at {_where(best, axes)} "
+                     f"({100 * best['auroc'][0]:.1f}; chosen with test labels).")
+    if len({e["latent_size"] for e in table if is_plain(e)}) > 1:
         chosen, key = select_latent_size(table)
         chosen_auroc = next(e["auroc"][0] for e in table
                             if e["latent_size"] == chosen and is_plain(e))
@@ -148,7 +153,7 @@ def write_table1(table, out_dir) -> str:
 
 def _write_csv(table, axes, path):
     """One row per entry: d, the weight axes, seeds, then mean and std of every metric
-    and the validated-range flags."""
+    (no std for one seed) and the validated-range flags."""
     metrics = sorted({k for e in table for k, v in e.items() if isinstance(v, tuple)})
     flags = sorted({k for e in table for k in e if k.endswith(IN_RANGE)})
     with files.atomic_path(path) as partial, open(partial, "w", newline="") as f:
@@ -158,7 +163,8 @@ def _write_csv(table, axes, path):
         for e in table:
             writer.writerow([e["latent_size"], *(e.get(axis, 0.0) for axis, _ in axes),
                              len(e["seeds"])]
-                            + [e[k][i] if k in e else "" for k in metrics for i in (0, 1)]
+                            + [e[k][i] if k in e and (i == 0 or len(e["seeds"]) > 1) else ""
+                               for k in metrics for i in (0, 1)]
                             + [e.get(k, "") for k in flags])
 
 

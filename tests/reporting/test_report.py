@@ -111,6 +111,27 @@ def test_report_page_shows_tables_thresholds_and_score_figures(tmp_path):
     assert "examples.png" not in text  # the run wrote none
 
 
+def test_a_one_member_report_shows_what_one_run_measured(tmp_path):
+    """One d and one seed: values without a spread, no choice among rows, no curves of
+    one point (and those of an earlier report of more members are removed)."""
+    run = str(tmp_path / "a")
+    _write_run(run, (4, 16), (0, 1), np.random.default_rng(2))
+    build.write_report([run])
+    out = tmp_path / "a" / "report"
+    assert (out / "auroc_vs_d.png").exists() and "Oracle" in (out / "table1.md").read_text()
+    one = str(tmp_path / "one")
+    _write_run(one, (16,), (0,), np.random.default_rng(2))
+    build.write_report([one], out_dir=str(out))  # over the earlier report
+    table = (out / "table1.md").read_text()
+    assert "±" not in table and "Oracle" not in table and "Label-free" not in table
+    assert table.splitlines()[2].startswith("| 16 | 1 | ") and "One seed;" in table
+    assert not any((out / name).exists() for name in page.AGAINST_D)
+    assert "_vs_d" not in (out / "report.md").read_text()
+    header, row = (out / "table1.csv").read_text().splitlines()
+    values = dict(zip(header.split(","), row.split(","), strict=True))
+    assert values["auroc_mean"] and values["auroc_std"] == ""  # no spread of one seed
+
+
 def test_report_figures_become_tensorboard_images(tmp_path):
     from PIL import Image
     from tensorboardX.proto import event_pb2
