@@ -1,7 +1,7 @@
 """Speed of training and scoring, JAX against a PyTorch version of the same AE, in one run.
 
-    python experiments/benchmark.py                  # CPU: the README's table
-    python experiments/benchmark.py --members=1,8,24 --sizes=64,128 --channels=1,3
+    python -m experiments.benchmark                  # CPU: the README's table
+    python -m experiments.benchmark --members=1,8,24 --sizes=64,128 --channels=1,3
 
 For each input size and channel count: JAX training images/s for ensembles of
 M members (member-images/s; M = 1 is the single model; "vs seq" divides by M
@@ -44,16 +44,14 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ae4ad_jax.evaluation import scoring  # noqa: E402
-from ae4ad_jax.methods import registry  # noqa: E402
-from ae4ad_jax.nets import cpu_kernels, layers  # noqa: E402
-from ae4ad_jax.parallel import execution, sharding  # noqa: E402
-from ae4ad_jax.training import memory  # noqa: E402
-from ae4ad_jax.training import state as train_state  # noqa: E402
-from ae4ad_jax.training import step as train_step  # noqa: E402
-from configs import default  # noqa: E402
+from ae4ad_jax.evaluation import scoring
+from ae4ad_jax.methods import registry
+from ae4ad_jax.nets import cpu_kernels, layers
+from ae4ad_jax.parallel import execution, sharding
+from ae4ad_jax.training import memory
+from ae4ad_jax.training import state as train_state
+from ae4ad_jax.training import step as train_step
+from configs import default
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("members", ["1", "8", "24"], "Ensemble sizes M.")
@@ -263,11 +261,12 @@ def _before_row(size, channels, reference):
     flags_before = os.environ.get("XLA_FLAGS", "").replace(cpu_kernels.XLA_CPU_FLAG, "").strip()
     env = dict(os.environ, XLA_FLAGS=flags_before)
     child = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--members=1", f"--sizes={size}",
+        [sys.executable, "-m", "experiments.benchmark", "--members=1", f"--sizes={size}",
          f"--channels={channels}", f"--steps={FLAGS.steps}", f"--epochs={FLAGS.epochs}",
          f"--eval_images={FLAGS.eval_images}", "--torch=false", "--before=false",
          "--kernels=xla", "--xla_cpu_flag=false", f"--compute_dtype={FLAGS.compute_dtype}"],
-        env=env, capture_output=True, text=True, check=True)
+        env=env, capture_output=True, text=True, check=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     cells = [line for line in child.stdout.splitlines()
              if line.startswith(f"| {size}x{size}x{channels} |")][0].split("|")[1:-1]
     rate = float(cells[3])

@@ -1,6 +1,6 @@
 """How long preparing and loading a real dataset takes: 10,000 PNGs in the MedAD layout.
 
-    python experiments/data_benchmark.py --root=/tmp/ae4ad_data_bench [--num_images=10000]
+    python -m experiments.data_benchmark --root=/tmp/ae4ad_data_bench [--num_images=10000]
 
 Writes a synthetic RSNA-layout folder (256x256 grayscale PNGs: 8,000 train,
 1,000 + 1,000 test), then times the first `input_pipeline.load` (decode,
@@ -11,17 +11,14 @@ resize to 64x64, write array_record; parallel across cores) and the second
 import json
 import os
 import shutil
-import sys
 import time
 
 import numpy as np
 from absl import app, flags
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ae4ad_jax.data import pipeline as input_pipeline  # noqa: E402
-from configs import default  # noqa: E402
+from ae4ad_jax.data import pipeline as input_pipeline
+from configs import default
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("root", "/tmp/ae4ad_data_bench", "Scratch folder (deleted first).")

@@ -1,21 +1,18 @@
 """A detector's first call in a fresh process: restore member 0 of a finished run and score
 10 images, counting the programs XLA compiles and what the process imported.
 
-    python experiments/detector_first_call.py --workdir=runs/default
+    python -m experiments.detector_first_call --workdir=runs/default
 
 Prints one JSON line: programs compiled, their compile seconds, the wall seconds of the
 call, and whether optax, matplotlib or the trainer were imported.
 """
 
 import json
-import os
 import sys
 import time
 
 import numpy as np
 from absl import app, flags
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", "runs/default", "Workdir of a finished run.")

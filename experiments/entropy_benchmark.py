@@ -1,21 +1,18 @@
 """Time of each latent-entropy estimator on this machine's default JAX device.
 
-    python experiments/entropy_benchmark.py [--num=20000] [--dims=16]
+    python -m experiments.entropy_benchmark [--num=20000] [--dims=16]
 
 Each figure is the median of 3 timed calls after one compiling call.
 """
 
 import os
-import sys
 import time
 
 import jax
 import numpy as np
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ae4ad_jax.estimators import entropy  # noqa: E402
+from ae4ad_jax.estimators import entropy
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num", 20_000, "Number of latent vectors.")

@@ -1,7 +1,7 @@
 """Time to the first training step of the main job, on a first run and on a second run
 that finds its programs in JAX's persistent compilation cache.
 
-    python experiments/first_step_benchmark.py [--runs=3]
+    python -m experiments.first_step_benchmark [--runs=3]
 
 The main job (configs/default.py) with a training set of one batch (64 phantom
 images), so that its first epoch is its first step: the time from starting the

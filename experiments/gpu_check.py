@@ -1,7 +1,7 @@
 """One run that gives the whole picture on an accelerator, and writes it down.
 
-    python experiments/gpu_check.py --out=gpu_check          # on a GPU: under 6 minutes
-    python experiments/gpu_check.py --out=/tmp/check --tiny  # the CPU form (the suite runs it)
+    python -m experiments.gpu_check --out=gpu_check          # on a GPU: under 6 minutes
+    python -m experiments.gpu_check --out=/tmp/check --tiny  # the CPU form (the suite runs it)
 
 Writes `gpu_check.json` and `gpu_check.md` (the tables for docs/performance.md and the
 README) into --out, and prints the Markdown. In order:
@@ -41,10 +41,9 @@ import traceback
 
 from absl import app, flags
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from experiments import benchmark
 
-from experiments import benchmark  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", None, "Folder for gpu_check.json and gpu_check.md (created).")
@@ -157,9 +156,9 @@ def _torch_child(tiny):
     """PyTorch's measurements from a child process (it exits before JAX takes memory)."""
     if importlib.util.find_spec("torch") is None:
         return {"skipped": "PyTorch is not installed"}
-    command = [sys.executable, os.path.abspath(__file__), "--part=torch", "--out=-",
+    command = [sys.executable, "-m", "experiments.gpu_check", "--part=torch", "--out=-",
                f"--tiny={str(tiny).lower()}"]
-    child = subprocess.run(command, capture_output=True, text=True, timeout=400)
+    child = subprocess.run(command, capture_output=True, text=True, timeout=400, cwd=ROOT)
     if child.returncode:
         raise RuntimeError(f"the PyTorch child exited with {child.returncode}: "
                            f"{child.stderr[-2000:]}")

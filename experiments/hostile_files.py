@@ -1,6 +1,6 @@
 """The score command on files from strangers: a hostile corpus, scored under a memory limit.
 
-    python experiments/hostile_files.py --workdir=runs/default [--root=/tmp/ae4ad_hostile] \
+    python -m experiments.hostile_files --workdir=runs/default [--root=/tmp/ae4ad_hostile] \
         [--memory_limit_mb=3072] [--pydicom=true]
 
 Writes a corpus of crafted files of under 0.3 MB each (`write_corpus`: a

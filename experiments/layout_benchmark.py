@@ -1,7 +1,7 @@
 """Training and scoring speed of the same single model under each device layout, in one run.
 
-    python experiments/layout_benchmark.py            # one device: plain jit vs a 1x1 mesh
-    XLA_FLAGS=--xla_force_host_platform_device_count=8 python experiments/layout_benchmark.py
+    python -m experiments.layout_benchmark            # one device: plain jit vs a 1x1 mesh
+    XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m experiments.layout_benchmark
 
 Layouts: "none" (plain jit, what one device runs), "mesh 1x1" (`jax.shard_map`
 over a mesh of one device) and, when there are more devices, "mesh 1xN" and
@@ -14,22 +14,19 @@ the collectives, not a speed-up. Measurements: docs/performance.md.
 """
 
 import os
-import sys
 import time
 
 import jax
 import numpy as np
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ae4ad_jax.evaluation import scoring  # noqa: E402
-from ae4ad_jax.methods import registry  # noqa: E402
-from ae4ad_jax.nets import cpu_kernels  # noqa: E402
-from ae4ad_jax.parallel import execution, sharding  # noqa: E402
-from ae4ad_jax.training.state import create_train_state  # noqa: E402
-from ae4ad_jax.training.step import train_epoch  # noqa: E402
-from configs import default  # noqa: E402
+from ae4ad_jax.evaluation import scoring
+from ae4ad_jax.methods import registry
+from ae4ad_jax.nets import cpu_kernels
+from ae4ad_jax.parallel import execution, sharding
+from ae4ad_jax.training.state import create_train_state
+from ae4ad_jax.training.step import train_epoch
+from configs import default
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 10, "Training steps (batch 64) per timed round.")

@@ -1,6 +1,6 @@
 """The plans the memory planner chooses for Table 1 on devices this machine does not have.
 
-    python experiments/memory_plans.py [--sizes=64,128] [--dataset_rows=4211,2776]
+    python -m experiments.memory_plans [--sizes=64,128] [--dataset_rows=4211,2776]
 
 Table 1 (d = 1..128 x three seeds: 24 members) on BraTS2021 (4211 train images, 828 + 1948
 test images scored with maps: the largest data and outputs of the paper's four datasets),
@@ -13,19 +13,15 @@ GPU's memory (XLA_PYTHON_CLIENT_MEM_FRACTION's default) and a TPU's HBM. Prints 
 table (docs/performance.md).
 """
 
-import os
-import sys
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ae4ad_jax.core.errors import UserError  # noqa: E402
-from ae4ad_jax.methods import registry  # noqa: E402
-from ae4ad_jax.parallel import execution  # noqa: E402
-from ae4ad_jax.training import memory  # noqa: E402
-from ae4ad_jax.training import state as train_state  # noqa: E402
-from configs import benchmark  # noqa: E402
+from ae4ad_jax.core.errors import UserError
+from ae4ad_jax.methods import registry
+from ae4ad_jax.parallel import execution
+from ae4ad_jax.training import memory
+from ae4ad_jax.training import state as train_state
+from configs import benchmark
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["64", "128"], "Input sizes.")

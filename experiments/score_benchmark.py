@@ -1,6 +1,6 @@
 """How fast `ae4ad_jax.score` scores a folder: PNG files and a NIfTI volume.
 
-    python experiments/score_benchmark.py --workdir=runs/default [--num_images=2000]
+    python -m experiments.score_benchmark --workdir=runs/default [--num_images=2000]
 
 Writes `num_images` 256x256 gray PNGs and one 256x256x155 NIfTI volume (the
 BraTS grid) into a scratch folder, then scores the folder twice with the
@@ -12,18 +12,15 @@ program (a cost paid once per process). Prints the timings and rates as JSON.
 import json
 import os
 import shutil
-import sys
 import time
 
 import numpy as np
 from absl import app, flags
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ae4ad_jax.core.logs import quiet_library_logs  # noqa: E402
-from ae4ad_jax.nets import cpu_kernels  # noqa: E402
-from ae4ad_jax.serving.files import score_files  # noqa: E402
+from ae4ad_jax.core.logs import quiet_library_logs
+from ae4ad_jax.nets import cpu_kernels
+from ae4ad_jax.serving.files import score_files
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", "runs/default", "A finished run.")

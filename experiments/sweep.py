@@ -1,10 +1,10 @@
 """A grid of runs packed into ensemble jobs, their launch commands, cost, and gathered tables.
 
-    python experiments/sweep.py --dry_run                      # the paper's Table 1 grid
-    python experiments/sweep.py --dry_run --target=tpu --accelerator=v4-32
-    python experiments/sweep.py --target=slurm --accelerator=8xA100 --out=sweeps/paper
-    python experiments/sweep.py --target=local --out=sweeps/paper   # runs the jobs here
-    python experiments/sweep.py --gather --out=sweeps/paper    # Table 1 / 2 of every job
+    python -m experiments.sweep --dry_run                      # the paper's Table 1 grid
+    python -m experiments.sweep --dry_run --target=tpu --accelerator=v4-32
+    python -m experiments.sweep --target=slurm --accelerator=8xA100 --out=sweeps/paper
+    python -m experiments.sweep --target=local --out=sweeps/paper   # runs the jobs here
+    python -m experiments.sweep --gather --out=sweeps/paper    # Table 1 / 2 of every job
 
 The grid is datasets x methods x latent sizes x seeds x entropy weights. Each
 (dataset, method) pair is one job: its latent sizes, seeds and entropy weights
@@ -21,15 +21,12 @@ import functools
 import os
 import shlex
 import subprocess
-import sys
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ae4ad_jax.core.errors import REQUEUE_STATUS, UserError, exit_on_user_error  # noqa: E402
-from ae4ad_jax.core.logs import quiet_library_logs  # noqa: E402
-from ae4ad_jax.parallel import sharding  # noqa: E402
+from ae4ad_jax.core.errors import REQUEUE_STATUS, UserError, exit_on_user_error
+from ae4ad_jax.core.logs import quiet_library_logs
+from ae4ad_jax.parallel import sharding
 
 # Training images (normal), test images, epochs, channels of the benchmark's datasets.
 DATASETS = {

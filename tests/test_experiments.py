@@ -8,11 +8,11 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SWEEP = os.path.join(ROOT, "experiments", "sweep.py")
 
 
 def _sweep(*arguments, check=True):
-    return subprocess.run([sys.executable, SWEEP, *arguments], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "experiments.sweep", *arguments], cwd=ROOT,
+                          capture_output=True,
                           text=True, timeout=300, check=check)
 
 
@@ -69,8 +69,7 @@ def test_gather_writes_table1_per_job_and_the_table2_of_each_dataset(tmp_path):
 def test_the_slurm_script_passes_sigterm_on_and_requeues_on_the_requeue_status(tmp_path):
     """The script SLURM runs, with a stand-in job (it saves and exits 75 at SIGTERM, as the
     main command does) and a stand-in scontrol that records its arguments."""
-    sys.path.insert(0, os.path.dirname(SWEEP))
-    import sweep
+    from experiments import sweep
 
     sweep.FLAGS(["sweep"])
     job = (f"{sys.executable} -c 'import signal, sys, time; signal.signal(signal.SIGTERM, "

@@ -13,8 +13,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_the_cpu_form_runs_every_section_and_writes_json_and_markdown(tmp_path):
     out = tmp_path / "check"
-    run = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "gpu_check.py"),
-                          f"--out={out}", "--tiny", "--commit=abc1234"], cwd=ROOT,
+    run = subprocess.run([sys.executable, "-m", "experiments.gpu_check", f"--out={out}",
+                          "--tiny", "--commit=abc1234"], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((out / "gpu_check.json").read_text())
