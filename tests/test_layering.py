@@ -53,11 +53,11 @@ def _modules(root):
 
 
 def _registry_targets(tree):
-    """The modules a registry names in its REGISTRY = {name: "module"} literal."""
+    """The modules a registry names in its MODULES = ("module", ...) literal."""
     for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "REGISTRY"
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "MODULES"
                                                 for t in node.targets):
-            return {f"{PACKAGE}.methods.{v.value}" for v in node.value.values}
+            return {f"{PACKAGE}.methods.{v.value}" for v in node.value.elts}
     return set()
 
 

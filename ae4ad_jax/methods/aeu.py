@@ -23,6 +23,6 @@ def uncertainty_loss(method, outputs, images, latent_mask):
                   "log_var": jnp.mean(outputs["log_var"], axis=(1, 2, 3))}
 
 
-METHODS = {"aeu": Method("aeu", model=functools.partial(parts.autoencoder, log_variance=True),
+METHODS = (Method("aeu", model=functools.partial(parts.autoencoder, log_variance=True),
                          loss=uncertainty_loss, error_map=uncertainty_error,
-                         plain_code=True)}
+                         plain_code=True),)

@@ -15,11 +15,11 @@ def absolute_error(method, outputs, images):
 
 
 AE = dict(model=parts.autoencoder, plain_code=True)
-METHODS = {method.name: method for method in (
+METHODS = (
     Method("ae", loss=parts.mse_loss, error_map=parts.squared_error, **AE),
     Method("ae-l1", loss=functools.partial(parts.map_loss, error_map=absolute_error),
            error_map=absolute_error, **AE),
     Method("ae-spatial", model=functools.partial(parts.autoencoder, spatial=True),
            loss=parts.mse_loss, error_map=parts.squared_error, plain_code=True),
     Method("ae-grad", loss=parts.mse_loss, anomaly=parts.gradient_anomaly, **AE),
-)}
+)

@@ -40,6 +40,6 @@ def erase_square(method, images, batch: Batch):
     return jax.vmap(one)(images, batch.keys(CORRUPT_STREAM))
 
 
-METHODS = {"ceae": Method("ceae", model=parts.autoencoder, loss=parts.mse_loss,
+METHODS = (Method("ceae", model=parts.autoencoder, loss=parts.mse_loss,
                           error_map=parts.squared_error, corrupt=erase_square,
-                          plain_code=True, group="ceae", settings_type=Settings)}
+                          plain_code=True, group="ceae", settings_type=Settings),)

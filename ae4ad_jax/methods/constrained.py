@@ -15,6 +15,6 @@ def constrained_loss(method, outputs, images, latent_mask):
     return mse + consistency, {"mse": mse, "latent_consistency": consistency}
 
 
-METHODS = {"constrained-ae": Method(
+METHODS = (Method(
     "constrained-ae", model=functools.partial(parts.autoencoder, reencode=True),
-    loss=constrained_loss, error_map=parts.squared_error, plain_code=True)}
+    loss=constrained_loss, error_map=parts.squared_error, plain_code=True),)

@@ -59,7 +59,7 @@ def check(method, config):
                         f"U-Net of depth {method.settings.depth}, got {config.image_size}.")
 
 
-METHODS = {"dae": Method("dae", model=_model, loss=parts.mse_loss,
+METHODS = (Method("dae", model=_model, loss=parts.mse_loss,
                          error_map=parts.squared_error, corrupt=coarse_noise, check=check,
                          has_latent=False, group="dae", settings_type=Settings,
-                         overrides=OVERRIDES)}
+                         overrides=OVERRIDES),)

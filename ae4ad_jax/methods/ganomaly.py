@@ -86,6 +86,6 @@ def reinit_collapsed_discriminator(state, means, key):
     return state.replace(params=jax.tree_util.tree_unflatten(tree, new))
 
 
-METHODS = {"ganomaly": Method("ganomaly", model=_model, loss=ganomaly_loss,
+METHODS = (Method("ganomaly", model=_model, loss=ganomaly_loss,
                               anomaly=latent_anomaly, after_epoch=reinit_collapsed_discriminator,
-                              group="ganomaly", settings_type=Settings)}
+                              group="ganomaly", settings_type=Settings),)

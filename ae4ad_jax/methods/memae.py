@@ -39,6 +39,6 @@ def _model(method, latent_size, axis_name):
                              memory_slots=s.slots, shrink_threshold=s.shrink_threshold)
 
 
-METHODS = {"memae": Method("memae", model=_model, loss=memae_loss,
+METHODS = (Method("memae", model=_model, loss=memae_loss,
                            error_map=parts.squared_error, group="memae",
-                           settings_type=Settings)}
+                           settings_type=Settings),)

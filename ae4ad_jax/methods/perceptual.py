@@ -111,7 +111,7 @@ def check(method, config):
     method.frozen_variables()  # the weights file exists and fits
 
 
-METHODS = {"ae-perceptual": Method(
+METHODS = (Method(
     "ae-perceptual", model=_model, loss=perceptual_loss, error_map=perceptual_error,
     constants=_constants, check=check, plain_code=True, group="perceptual",
-    settings_type=Settings)}
+    settings_type=Settings),)

@@ -1,5 +1,6 @@
-"""Every method by name: one line each, naming the module (`methods/<module>.py`) whose
-`METHODS` holds it. Adding a method is one module and one line here (docs/extending.md).
+"""Every method by name: the method modules (`methods/<module>.py`), each holding its
+methods in `METHODS`, a tuple of `Method`s that carry their names. Adding a method is one
+module and one line here (docs/extending.md).
 
 From the registry and the methods' declarations come the config's method groups and
 their defaults, the checks of a config's method settings, and the bound `Method` a run
@@ -17,33 +18,33 @@ from ae4ad_jax.nets.autoencoder import Architecture
 from ae4ad_jax.nets.rate import Rate
 from ae4ad_jax.parallel import execution
 
-REGISTRY = {
-    "ae": "autoencoder",
-    "ae-l1": "autoencoder",
-    "ae-ssim": "ssim",
-    "ae-perceptual": "perceptual",
-    "ae-spatial": "autoencoder",
-    "ae-grad": "autoencoder",
-    "vae": "vae",
-    "vae-rec": "vae",
-    "vae-combi": "vae",
-    "constrained-ae": "constrained",
-    "memae": "memae",
-    "ceae": "ceae",
-    "aeu": "aeu",
-    "ganomaly": "ganomaly",
-    "dae": "dae",
-}
-NAMES = tuple(REGISTRY)
+MODULES = ("autoencoder", "ssim", "perceptual", "vae", "constrained", "memae", "ceae", "aeu",
+           "ganomaly", "dae")
+
+
+def collect(modules) -> dict:
+    """{name: unbound Method} of the methods the modules hold, in their order; two methods
+    of one name are an error."""
+    found = {}
+    for module in modules:
+        for method in importlib.import_module(f"ae4ad_jax.methods.{module}").METHODS:
+            if method.name in found:
+                raise ValueError(f"Two methods are named {method.name!r} (the second in "
+                                 f"methods/{module}.py).")
+            found[method.name] = method
+    return found
+
+
+METHODS = collect(MODULES)
+NAMES = tuple(METHODS)
 TABLE2 = ("ae", "vae", "memae", "ceae")  # the paper's Table 2
 
 
-@functools.cache
 def get(name: str) -> Method:
     """The unbound method `name`."""
-    if name not in REGISTRY:
+    if name not in METHODS:
         raise UserError(f"Unknown method {name!r}: known methods are {', '.join(NAMES)}.")
-    return importlib.import_module(f"ae4ad_jax.methods.{REGISTRY[name]}").METHODS[name]
+    return METHODS[name]
 
 
 def groups() -> dict:
@@ -83,7 +84,7 @@ def check_config(config) -> None:
     raises UserError naming the first bad key."""
     for name in (config.method,) + tuple(config.methods):
         get(name)
-    unknown = [name for name in config.method_overrides if name not in REGISTRY]
+    unknown = [name for name in config.method_overrides if name not in METHODS]
     if unknown:
         raise UserError(f"Config key method_overrides names unknown methods {unknown}.")
     for group, declaration in _declared().items():

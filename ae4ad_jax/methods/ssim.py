@@ -54,6 +54,6 @@ def check(method, config):
                         f"({config.image_size}), got {method.settings.window}.")
 
 
-METHODS = {"ae-ssim": Method("ae-ssim", model=parts.autoencoder, loss=ssim_loss,
+METHODS = (Method("ae-ssim", model=parts.autoencoder, loss=ssim_loss,
                              error_map=ssim_error, check=check, plain_code=True,
-                             group="ssim", settings_type=Settings)}
+                             group="ssim", settings_type=Settings),)

@@ -38,8 +38,8 @@ def combined_gradient_anomaly(method, forward, images, row_keys, latent_mask):
 
 VAE = dict(model=functools.partial(parts.autoencoder, latent="gaussian"), loss=vae_loss,
            group="vae", settings_type=Settings)
-METHODS = {method.name: method for method in (
+METHODS = (
     Method("vae", error_map=parts.squared_error, **VAE),
     Method("vae-rec", anomaly=parts.gradient_anomaly, **VAE),
     Method("vae-combi", anomaly=combined_gradient_anomaly, **VAE),
-)}
+)

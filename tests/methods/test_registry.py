@@ -39,25 +39,27 @@ def test_registry_readme_and_configs_name_the_same_methods():
     assert benchmark.get_config("brats,family").methods == registry.NAMES
     assert set(benchmark.get_config("brats,table2").methods) <= set(registry.NAMES)
     config = default.get_config()
-    config.channels = 1  # phantom's (a run resolves 0 from its dataset)
-    for group, values in registry.config_groups().items():
-        assert config[group].to_dict() == values, group
-    assert config.method_overrides.to_dict() == registry.override_defaults() == {
-        "dae": {"image_size": 128, "batch_size": 16}}
+    # The reference's values (README's method table), not what the declarations say.
+    assert config.vae.kl_weight == 0.005 and config.ssim.to_dict() == {"window": 11,
+                                                                      "sigma": 1.5}
+    assert config.memae.to_dict() == {"slots": 25, "shrink_threshold": 0.0025,
+                                      "entropy_weight": 0.0002}
+    assert (config.ceae.erase_fraction, config.ceae.fill_value) == (0.024, -1.0)
+    assert config.ganomaly.to_dict() == {"adversarial_weight": 1.0, "reconstruction_weight":
+                                         50.0, "encoding_weight": 1.0}
+    assert (config.dae.noise_resolution, config.dae.noise_std) == (16, 0.2)
+    assert (config.model.base_width, config.model.hidden_width) == (16, 1024)
+    assert config.method_overrides.to_dict() == {"dae": {"image_size": 128, "batch_size": 16}}
 
 
-def test_every_method_module_holds_exactly_the_methods_the_registry_names_there():
-    import importlib
-
-    for module in set(registry.REGISTRY.values()):
-        held = importlib.import_module(f"ae4ad_jax.methods.{module}").METHODS
-        assert sorted(held) == sorted(n for n, m in registry.REGISTRY.items() if m == module)
-        for name, method in held.items():
-            assert method.name == name
-            assert (method.group is None) == (method.settings_type is None), name
-            if method.settings_type is not None:
-                for field in dataclasses.fields(method.settings_type):
-                    assert field.metadata["help"], (name, field.name)
+def test_method_names_are_unique_and_settings_explained():
+    with pytest.raises(ValueError, match="Two methods are named 'ae'"):
+        registry.collect(("autoencoder", "autoencoder"))
+    for name, method in registry.METHODS.items():
+        assert (method.group is None) == (method.settings_type is None), name
+        if method.settings_type is not None:
+            for field in dataclasses.fields(method.settings_type):
+                assert field.metadata["help"], (name, field.name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,15 +77,12 @@ def _toy_loss(method, outputs, images, latent_mask):
 def toy_method(monkeypatch):
     """A method added as docs/extending.md says: a module, and one registry line."""
     module = types.ModuleType("ae4ad_jax.methods.toy")
-    module.METHODS = {"toy": Method("toy", model=parts.autoencoder, loss=_toy_loss,
-                                    error_map=parts.squared_error, group="toy",
-                                    settings_type=ToySettings)}
+    module.METHODS = (Method("toy", model=parts.autoencoder, loss=_toy_loss,
+                             error_map=parts.squared_error, group="toy",
+                             settings_type=ToySettings),)
     monkeypatch.setitem(sys.modules, "ae4ad_jax.methods.toy", module)
-    monkeypatch.setattr(registry, "REGISTRY", {**registry.REGISTRY, "toy": "toy"})
-    monkeypatch.setattr(registry, "NAMES", tuple(registry.REGISTRY))
-    registry.get.cache_clear()
-    yield
-    registry.get.cache_clear()
+    monkeypatch.setattr(registry, "METHODS", registry.collect(registry.MODULES + ("toy",)))
+    monkeypatch.setattr(registry, "NAMES", tuple(registry.METHODS))
 
 
 def test_a_new_method_gets_its_config_group_checks_and_settings(toy_method):
