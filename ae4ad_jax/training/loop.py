@@ -169,26 +169,10 @@ def _train_and_evaluate(config, workdir, eval_only, data, stop):
                            sharding.MEMBERS)
     steps_per_epoch = batching.num_batches(data.train_images.shape[0], config.batch_size)
     manager = checkpoints.create_manager(workdir, config.checkpoints_to_keep)
-    state, start_epoch = checkpoints.restore_or_keep(manager, state, workdir)
-    position, earlier = 0, None  # where the first epoch starts, its metrics before that
-    stopped = checkpoints.restore_stopped(workdir, state, start_epoch * steps_per_epoch)
-    if stopped is not None and not eval_only:
-        state, step, earlier = stopped
-        start_epoch, position = divmod(step, steps_per_epoch)
-        state = sharding.place(state, layout, sharding.MEMBERS)
-        log(f"Resuming epoch {start_epoch + 1} at step {position + 1} of {steps_per_epoch} "
-            "from the checkpoint of a stopped run.")
-    if eval_only and start_epoch == 0:
-        raise UserError(f"--eval_only needs a checkpoint, and {workdir}/checkpoints has none.")
+    state, start_epoch, position, earlier, stopped = _resume_point(
+        manager, state, workdir, eval_only, steps_per_epoch, layout)
     writer = outputs.Writer(workdir, members, start_epoch, enabled=sharding.is_primary())
-    plan, per_device = execution.plan_execution(config), len(members) // layout.members
-    plan = execution.fit_to_memory(plan, per_device, functools.partial(
-        memory.memory_need, state, config, method, plan,
-        {name: rows.images.addressable_shards[0].data.shape[0] for name, rows in placed.items()},
-        data.test_masks is not None))
-    log(f"{len(members)} member(s) on {layout.members * layout.data} device(s) "
-        f"({layout.members} x {layout.data} member x data, {layout.form}), "
-        f"{jax.process_count()} process(es); {execution.describe(plan, per_device)}.")
+    plan = _plan(config, state, method, members, layout, placed, data)
     last_saved, rows = start_epoch, None
     clock = EpochClock(start_epoch)
     try:
@@ -214,13 +198,8 @@ def _train_and_evaluate(config, workdir, eval_only, data, stop):
                     plan, layout)
                 writer.write_eval(epoch, rows)
             if _is_checkpoint_epoch(epoch, config):
-                checkpoints.save(manager, epoch, state)
+                stopped = _save(manager, epoch, state, workdir, stopped)
                 last_saved = epoch
-                if stopped is not None:  # the mid-epoch checkpoint is behind this one now
-                    checkpoints.wait(manager)
-                    if sharding.is_primary():
-                        checkpoints.remove_stopped(workdir)
-                    stopped = None
             position, earlier = 0, None
             clock.epoch_done()
     finally:  # a save in flight completes even when training stops with an error
@@ -229,24 +208,76 @@ def _train_and_evaluate(config, workdir, eval_only, data, stop):
         log(f"Evaluating the checkpoint of epoch {last_saved}.")
         rows, scores = evaluator.evaluate_members(scoring.scoring_weights(state), members,
                                                   data, placed, config, method, plan, layout)
-    first = sharding.to_host(ensemble.slice_members(state, 0, 1))
-    summary = outputs.summarize(config, members, rows, count_params(ensemble.member(
-        first.params, 0)), time.time() - start_time)
-    if sharding.is_primary():
-        summary["manifest"] = manifest.create_manifest(data)
-        outputs.write_summary(workdir, summary)
-        outputs.write_thresholds(workdir, config.eval.false_positive_rate, members, rows,
-                                 last_saved)
-        outputs.write_code_models(workdir, code_scores.models_to_arrays(
-            scores.pop(evaluator.CODE_MODELS)))
-        outputs.write_scores(workdir, scores, data.test_labels)
-        if len(data.test_images):
-            figures.write_examples(os.path.join(workdir, figures.EXAMPLES_FILE),
-                                   scoring.scoring_weights(first), data,
-                                   config.eval.num_examples, method)
-            build.write_report([workdir])
-            writer.write_images(page.report_images(os.path.join(workdir, build.REPORT_DIR)),
-                                last_saved)
+    summary = _write_outputs(config, workdir, members, rows, scores, state, data, method,
+                             last_saved, time.time() - start_time, writer)
     writer.close()
     hosts.barrier("outputs written")
+    return summary
+
+
+def _resume_point(manager, state, workdir, eval_only, steps_per_epoch, layout):
+    """(state, the last finished epoch, the position in the next, the metrics of its steps
+    before that, the stopped run's checkpoint or None): from the latest checkpoint, or a
+    stopped run's mid-epoch one when it is newer."""
+    state, start_epoch = checkpoints.restore_or_keep(manager, state, workdir)
+    position, earlier = 0, None  # where the first epoch starts, its metrics before that
+    stopped = checkpoints.restore_stopped(workdir, state, start_epoch * steps_per_epoch)
+    if stopped is not None and not eval_only:
+        state, step, earlier = stopped
+        start_epoch, position = divmod(step, steps_per_epoch)
+        state = sharding.place(state, layout, sharding.MEMBERS)
+        log(f"Resuming epoch {start_epoch + 1} at step {position + 1} of {steps_per_epoch} "
+            "from the checkpoint of a stopped run.")
+    if eval_only and start_epoch == 0:
+        raise UserError(f"--eval_only needs a checkpoint, and {workdir}/checkpoints has none.")
+    return state, start_epoch, position, earlier, stopped
+
+
+def _plan(config, state, method, members, layout, placed, data):
+    """The execution plan, its chunks fitted to the devices' memory; logs the layout."""
+    plan, per_device = execution.plan_execution(config), len(members) // layout.members
+    plan = execution.fit_to_memory(plan, per_device, functools.partial(
+        memory.memory_need, state, config, method, plan,
+        {name: rows.images.addressable_shards[0].data.shape[0] for name, rows in placed.items()},
+        data.test_masks is not None))
+    log(f"{len(members)} member(s) on {layout.members * layout.data} device(s) "
+        f"({layout.members} x {layout.data} member x data, {layout.form}), "
+        f"{jax.process_count()} process(es); {execution.describe(plan, per_device)}.")
+    return plan
+
+
+def _save(manager, epoch, state, workdir, stopped):
+    """Saves the epoch's checkpoint; a stopped run's mid-epoch one, now behind it, goes.
+    Returns the stopped run's checkpoint that remains (None)."""
+    checkpoints.save(manager, epoch, state)
+    if stopped is not None:
+        checkpoints.wait(manager)
+        if sharding.is_primary():
+            checkpoints.remove_stopped(workdir)
+    return None
+
+
+def _write_outputs(config, workdir, members, rows, scores, state, data, method, last_saved,
+                   seconds, writer):
+    """summary.json, thresholds, code models, scores, examples and the report (process 0);
+    returns the summary."""
+    first = sharding.to_host(ensemble.slice_members(state, 0, 1))
+    summary = outputs.summarize(config, members, rows, count_params(ensemble.member(
+        first.params, 0)), seconds)
+    if not sharding.is_primary():
+        return summary
+    summary["manifest"] = manifest.create_manifest(data)
+    outputs.write_summary(workdir, summary)
+    outputs.write_thresholds(workdir, config.eval.false_positive_rate, members, rows,
+                             last_saved)
+    outputs.write_code_models(workdir, code_scores.models_to_arrays(
+        scores.pop(evaluator.CODE_MODELS)))
+    outputs.write_scores(workdir, scores, data.test_labels)
+    if len(data.test_images):
+        figures.write_examples(os.path.join(workdir, figures.EXAMPLES_FILE),
+                               scoring.scoring_weights(first), data,
+                               config.eval.num_examples, method)
+        build.write_report([workdir])
+        writer.write_images(page.report_images(os.path.join(workdir, build.REPORT_DIR)),
+                            last_saved)
     return summary
