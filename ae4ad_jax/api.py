@@ -28,7 +28,6 @@ from ae4ad_jax.core import files
 from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.data import pipeline
 from ae4ad_jax.data.preprocessing import conform
-from ae4ad_jax.evaluation import code_scores
 from ae4ad_jax.evaluation.code_scores import RECONSTRUCTION
 from ae4ad_jax.runs import outputs
 from ae4ad_jax.serving import detector as detector_lib
@@ -127,28 +126,9 @@ class AnomalyDetector:
         detector, index = self.detector, self.detector.member["member"]
         if os.path.exists(path) and os.listdir(path):
             raise UserError(f"{path} exists and is not empty; save to a new folder.")
-        member = {k: v for k, v in detector.member.items() if k != "member"}
         with files.atomic_path(path) as partial:
             export_member(detector.workdir, index, partial)
-            reconstruction, _ = outputs.read_threshold(detector.workdir, index, detector.epoch)
-            files.write_json(os.path.join(partial, outputs.THRESHOLDS_FILE), {
-                "epoch": detector.epoch, "false_positive_rate": detector.false_positive_rate,
-                "members": [{"member": 0, **member, "threshold": reconstruction,
-                             "variant_thresholds": outputs.read_variant_thresholds(
-                                 detector.workdir, index, detector.epoch)}]})
-            models = outputs.read_code_models(detector.workdir)
-            if models is not None:
-                outputs.write_code_models(partial, code_scores.member_as_only(models, index))
-            scores = outputs.read_scores(detector.workdir)
-            if scores is not None:
-                outputs.write_scores(partial, {k: v[index:index + 1] for k, v in scores.items()
-                                               if k != "test_labels"},
-                                     scores.get("test_labels"))
-            if os.path.exists(os.path.join(detector.workdir, outputs.SUMMARY_FILE)):
-                summary = outputs.read_summary(detector.workdir)
-                summary["metrics"] = [dict(row, member=0) for row in summary["metrics"]
-                                      if row["member"] == index]
-                files.write_json(os.path.join(partial, outputs.SUMMARY_FILE), summary)
+            outputs.write_member_outputs(detector.workdir, index, detector.epoch, partial)
         return path
 
     @classmethod

@@ -158,43 +158,43 @@ class CodeModel:
         return {**found, **{f"combined_{name}": recon + self.standardised(name, values)
                             for name, values in found.items()}}
 
-    def to_arrays(self, prefix) -> dict:
-        arrays = {f"{prefix}latent_size": np.int32(self.latent_size),
-                  f"{prefix}k": np.int32(self.k), f"{prefix}has_rate": np.int32(self.has_rate),
-                  f"{prefix}stats_names": np.array(list(self.stats)),
-                  f"{prefix}stats": np.array(list(self.stats.values()), np.float64)}
+    def to_arrays(self) -> dict:
+        """The model as named arrays (one member's part of `code_models.npz`)."""
+        arrays = {"latent_size": np.int32(self.latent_size), "k": np.int32(self.k),
+                  "has_rate": np.int32(self.has_rate),
+                  "stats_names": np.array(list(self.stats)),
+                  "stats": np.array(list(self.stats.values()), np.float64)}
         if self.density is not None:
-            arrays.update({f"{prefix}density_mean": self.density.mean,
-                           f"{prefix}density_cholesky": self.density.cholesky,
-                           f"{prefix}density_shrinkage": np.float64(self.density.shrinkage),
-                           f"{prefix}reference": self.reference})
+            arrays.update({"density_mean": self.density.mean,
+                           "density_cholesky": self.density.cholesky,
+                           "density_shrinkage": np.float64(self.density.shrinkage),
+                           "reference": self.reference})
         return arrays
 
     @classmethod
-    def from_arrays(cls, arrays, prefix):
+    def from_arrays(cls, arrays):
         """The model saved by `to_arrays`; ValueError naming the first key that is missing
         or of the wrong shape (the arrays may come from a stranger's workdir)."""
-        latent_size = int(_array(arrays, f"{prefix}latent_size", ()))
-        k = int(_array(arrays, f"{prefix}k", ()))
-        names = _array(arrays, f"{prefix}stats_names", (None,), "U")
-        values = _array(arrays, f"{prefix}stats", (len(names), 2), "f")
+        latent_size = int(_array(arrays, "latent_size", ()))
+        k = int(_array(arrays, "k", ()))
+        names = _array(arrays, "stats_names", (None,), "U")
+        values = _array(arrays, "stats", (len(names), 2), "f")
         if latent_size < 1 or k < 1:
-            raise ValueError(f"the arrays {prefix}latent_size and {prefix}k must be positive")
+            raise ValueError("the arrays latent_size and k must be positive")
         density = reference = None
-        if f"{prefix}density_mean" in arrays:
+        if "density_mean" in arrays:
             d = latent_size
             density = GaussianDensity(
-                _array(arrays, f"{prefix}density_mean", (d,), "f"),
-                _array(arrays, f"{prefix}density_cholesky", (d, d), "f"),
-                _array(arrays, f"{prefix}density_shrinkage", (), "f"))
-            reference = _array(arrays, f"{prefix}reference", (None, d), "f")
+                _array(arrays, "density_mean", (d,), "f"),
+                _array(arrays, "density_cholesky", (d, d), "f"),
+                _array(arrays, "density_shrinkage", (), "f"))
+            reference = _array(arrays, "reference", (None, d), "f")
             if len(reference) < k or not np.all(np.diag(density.cholesky) > 0):
-                raise ValueError(f"the array {prefix}reference or {prefix}density_cholesky is "
-                                 "degenerate")
+                raise ValueError("the array reference or density_cholesky is degenerate")
         stats = {str(name): tuple(float(v) for v in row)
                  for name, row in zip(names, values, strict=True)}
         return cls(latent_size, k, density, reference, stats,
-                   bool(_array(arrays, f"{prefix}has_rate", ())))
+                   bool(_array(arrays, "has_rate", ())))
 
 
 def _array(arrays, key, shape, kind="iuf"):
@@ -211,28 +211,6 @@ def _array(arrays, key, shape, kind="iuf"):
         raise ValueError(f"the array {key} has dtype {value.dtype} or values that are not "
                          "finite")
     return value
-
-
-def _prefix(member: int) -> str:
-    """Where member `member`'s arrays sit in `code_models.npz`."""
-    return f"m{member}/"
-
-
-def models_to_arrays(models) -> dict:
-    """The code models of a run's members, for `code_models.npz` (member m: `m<m>/...`)."""
-    return {key: value for m, model in enumerate(models)
-            for key, value in model.to_arrays(_prefix(m)).items()}
-
-
-def model_from_arrays(arrays, member: int) -> CodeModel:
-    return CodeModel.from_arrays(arrays, _prefix(member))
-
-
-def member_as_only(arrays, member: int) -> dict:
-    """Member `member`'s arrays of a `code_models.npz`, as those of a run's only member."""
-    prefix = _prefix(member)
-    return {_prefix(0) + key[len(prefix):]: value for key, value in arrays.items()
-            if key.startswith(prefix)}
 
 
 def member_code_scores(train, normal, test, latent_size, k, normal_is_train):

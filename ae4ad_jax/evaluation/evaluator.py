@@ -25,9 +25,6 @@ def compute_metrics(test, train, labels, masks, latent_size, estimators=(), boot
     return row
 
 
-CODE_MODELS = "code_models"  # the key of the members' CodeModels among the scores
-
-
 def code_score_metrics(train, normal, test, labels, latent_size, k, false_positive_rate,
                        normal_is_train) -> dict:
     """For each code-score variant (`code_scores.py`): its image AUROC and AP on the test
@@ -48,10 +45,10 @@ def code_score_metrics(train, normal, test, labels, latent_size, k, false_positi
 
 def evaluate_members(weights, members, data, placed, config, method, plan, layout):
     """Scores train, val and test splits with every member (`weights`: the members'
-    `scoring.scoring_weights`); one metrics row per member, and the scores behind them
-    (arrays [M, N]: "test" (absent without a test split) and "normal", the normal images
-    that set the thresholds; `normal_<variant>` and `test_<variant>` for the code scores;
-    and CODE_MODELS, each member's fitted code-score model)."""
+    `scoring.scoring_weights`). Returns (one metrics row per member, the scores behind
+    them: arrays [M, N], "test" (absent without a test split) and "normal", the normal
+    images that set the thresholds, `normal_<variant>` and `test_<variant>` for the code
+    scores; each member's fitted code-score model)."""
     score = functools.partial(scoring.score_members, weights,
                               batch_size=config.eval.batch_size, method=method, plan=plan,
                               layout=layout)
@@ -85,8 +82,8 @@ def evaluate_members(weights, members, data, placed, config, method, plan, layou
             variant_scores.setdefault(f"normal_{name}", []).append(normal_scores)
             if test_scores is not None:
                 variant_scores.setdefault(f"test_{name}", []).append(test_scores)
-    scores = {"normal": normal, CODE_MODELS: models,
+    scores = {"normal": normal,
               **{key: np.stack(values) for key, values in variant_scores.items()}}
     if test is not None:
         scores["test"] = test["score"]
-    return rows, scores
+    return rows, scores, models

@@ -14,6 +14,7 @@ and `report/` are drawn by `reporting/`.
 import json
 import math
 import os
+import re
 import zipfile
 
 import numpy as np
@@ -229,14 +230,49 @@ def _read_npz(workdir, name) -> dict | None:
                         "write it again.") from None
 
 
-def write_code_models(workdir, arrays) -> None:
-    """code_models.npz: the arrays of every member's code-score model."""
-    files.write_npz(os.path.join(workdir, CODE_MODELS_FILE), arrays)
+def write_code_models(workdir, members) -> None:
+    """code_models.npz: each member's code-score model (`members`: a dict of named arrays
+    per member), member m's arrays under `m<m>/`."""
+    files.write_npz(os.path.join(workdir, CODE_MODELS_FILE), {
+        f"m{m}/{key}": value for m, arrays in enumerate(members) for key, value in
+        arrays.items()})
 
 
 def read_code_models(workdir) -> dict | None:
-    """code_models.npz's arrays, or None when the run wrote none."""
-    return _read_npz(workdir, CODE_MODELS_FILE)
+    """{member: its named arrays} of code_models.npz, or None when the run wrote none."""
+    saved = _read_npz(workdir, CODE_MODELS_FILE)
+    if saved is None:
+        return None
+    members = {}
+    for name, value in saved.items():
+        found = re.fullmatch(r"m(\d+)/(.+)", name)
+        if found is None:
+            raise UserError(f"{os.path.join(workdir, CODE_MODELS_FILE)} is malformed: its "
+                            f"array {name!r} belongs to no member (m<member>/<name>).")
+        members.setdefault(int(found.group(1)), {})[found.group(2)] = value
+    return members
+
+
+def write_member_outputs(workdir, index, epoch, out_dir) -> None:
+    """Member `index`'s outputs of `workdir` (its thresholds for the checkpoint of
+    `epoch`, code model, final scores and summary row) written into `out_dir` as those of
+    a one-member run; what the run did not write is left out."""
+    row, saved = _member_thresholds(workdir, index, epoch)
+    if row is not None:
+        files.write_json(os.path.join(out_dir, THRESHOLDS_FILE), {
+            **saved, "members": [dict(row, member=0)]})
+    models = read_code_models(workdir)
+    if models is not None and index in models:
+        write_code_models(out_dir, [models[index]])
+    scores = read_scores(workdir)
+    if scores is not None:
+        write_scores(out_dir, {key: values[index:index + 1] for key, values in scores.items()
+                               if key != "test_labels"}, scores.get("test_labels"))
+    if os.path.exists(os.path.join(workdir, SUMMARY_FILE)):
+        summary = read_summary(workdir)
+        summary["metrics"] = [dict(row, member=0) for row in summary["metrics"]
+                              if row["member"] == index]
+        write_summary(out_dir, summary)
 
 
 def write_scores(workdir, scores, test_labels) -> None:

@@ -129,18 +129,18 @@ def _code_model(workdir, index, variant, method_name):
     """The member's code-score model for `variant` (None for the reconstruction score)."""
     if variant == code_scores.RECONSTRUCTION:
         return None
-    arrays = outputs.read_code_models(workdir)
-    if arrays is None:
+    members = outputs.read_code_models(workdir)
+    if members is None:
         raise UserError(f"{workdir} has no {outputs.CODE_MODELS_FILE}, so no code scores "
                         f"(score {variant!r}): score with the reconstruction score, or run "
                         f"`python -m ae4ad_jax.main --workdir={workdir} --eval_only` with this "
                         "version to write it.")
     try:
-        model = code_scores.model_from_arrays(arrays, index)
+        model = code_scores.CodeModel.from_arrays(members.get(index, {}))
     except ValueError as error:
         raise UserError(f"{os.path.join(workdir, outputs.CODE_MODELS_FILE)} is malformed "
-                        f"({error}). Rerun `python -m ae4ad_jax.main --workdir={workdir} "
-                        "--eval_only` to write it again.") from None
+                        f"(member {index}: {error}). Rerun `python -m ae4ad_jax.main "
+                        f"--workdir={workdir} --eval_only` to write it again.") from None
     known = [code_scores.RECONSTRUCTION, *model.variants_available()]
     if variant not in known:
         raise UserError(f"Unknown score {variant!r} for member {index} of {workdir} (method "

@@ -21,7 +21,7 @@ from ae4ad_jax.core import batching, hosts
 from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.core.logs import log
 from ae4ad_jax.data import pipeline
-from ae4ad_jax.evaluation import code_scores, evaluator, scoring
+from ae4ad_jax.evaluation import evaluator, scoring
 from ae4ad_jax.methods import registry
 from ae4ad_jax.nets.layers import count_params
 from ae4ad_jax.parallel import ensemble, execution, sharding
@@ -193,7 +193,7 @@ def _train_and_evaluate(config, workdir, eval_only, data, stop):
                                config.num_epochs, clock.seconds_left(epoch, config.num_epochs))
             rows = None
             if _is_eval_epoch(epoch, config):
-                rows, scores = evaluator.evaluate_members(
+                rows, scores, models = evaluator.evaluate_members(
                     scoring.scoring_weights(state), members, data, placed, config, method,
                     plan, layout)
                 writer.write_eval(epoch, rows)
@@ -206,10 +206,11 @@ def _train_and_evaluate(config, workdir, eval_only, data, stop):
         checkpoints.wait(manager)
     if rows is None:
         log(f"Evaluating the checkpoint of epoch {last_saved}.")
-        rows, scores = evaluator.evaluate_members(scoring.scoring_weights(state), members,
-                                                  data, placed, config, method, plan, layout)
-    summary = _write_outputs(config, workdir, members, rows, scores, state, data, method,
-                             last_saved, time.time() - start_time, writer)
+        rows, scores, models = evaluator.evaluate_members(
+            scoring.scoring_weights(state), members, data, placed, config, method, plan,
+            layout)
+    summary = _write_outputs(config, workdir, members, (rows, scores, models), state, data,
+                             method, last_saved, time.time() - start_time, writer)
     writer.close()
     hosts.barrier("outputs written")
     return summary
@@ -257,10 +258,11 @@ def _save(manager, epoch, state, workdir, stopped):
     return None
 
 
-def _write_outputs(config, workdir, members, rows, scores, state, data, method, last_saved,
+def _write_outputs(config, workdir, members, evaluation, state, data, method, last_saved,
                    seconds, writer):
-    """summary.json, thresholds, code models, scores, examples and the report (process 0);
-    returns the summary."""
+    """summary.json, thresholds, code models, scores, examples and the report (process 0)
+    of the last `evaluation` (rows, scores, code models); returns the summary."""
+    rows, scores, models = evaluation
     first = sharding.to_host(ensemble.slice_members(state, 0, 1))
     summary = outputs.summarize(config, members, rows, count_params(ensemble.member(
         first.params, 0)), seconds)
@@ -270,8 +272,7 @@ def _write_outputs(config, workdir, members, rows, scores, state, data, method, 
     outputs.write_summary(workdir, summary)
     outputs.write_thresholds(workdir, config.eval.false_positive_rate, members, rows,
                              last_saved)
-    outputs.write_code_models(workdir, code_scores.models_to_arrays(
-        scores.pop(evaluator.CODE_MODELS)))
+    outputs.write_code_models(workdir, [model.to_arrays() for model in models])
     outputs.write_scores(workdir, scores, data.test_labels)
     if len(data.test_images):
         figures.write_examples(os.path.join(workdir, figures.EXAMPLES_FILE),

@@ -113,8 +113,11 @@ def test_a_strangers_workdir_files_are_checked_naming_the_file_and_the_key(finis
     models = dict(np.load(os.path.join(path, "code_models.npz")))
     models["m0/density_mean"] = models["m0/density_mean"][:3]
     np.savez(os.path.join(path, "code_models.npz"), **models)
-    with pytest.raises(UserError, match=r"code_models.npz is malformed \(the array "
-                                        r"m0/density_mean has shape \(3,\), not \(16,\)\)"):
+    with pytest.raises(UserError, match=r"code_models.npz is malformed \(member 0: the array "
+                                        r"density_mean has shape \(3,\), not \(16,\)\)"):
+        detector_lib.load(path, variant="code_density")
+    np.savez(os.path.join(path, "code_models.npz"), latent_size=np.int32(16))
+    with pytest.raises(UserError, match=r"its array 'latent_size' belongs to no member"):
         detector_lib.load(path, variant="code_density")
     with open(os.path.join(path, "code_models.npz"), "wb") as f:
         f.write(b"PK\x03\x04 not a zip")
