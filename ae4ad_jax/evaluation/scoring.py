@@ -39,9 +39,10 @@ def scoring_weights(state) -> dict:
             "latent_mask": state.latent_mask, "rng": state.rng}
 
 
-def _score_batch(method, member, images, positions, with_maps):
+def _score_batch(method, member, images, positions, with_maps, with_recon=False):
     """Scores one batch for one member: dict of [B] (and [B, H, W]) arrays; `positions`
-    are the images' indices in the scored set (their random streams)."""
+    are the images' indices in the scored set (their random streams). `with_recon` adds
+    the reconstructions [B, H, W, C]."""
     forward = forward_fn(method, member)
     stream = jax.random.fold_in(member["rng"], contract.EVAL_STREAM)
     maps, scores, outputs = method.score(forward, images, row_keys(stream, positions),
@@ -52,7 +53,18 @@ def _score_batch(method, member, images, positions, with_maps):
             result[key] = outputs[key]
     if with_maps and maps is not None:
         result["map"] = maps
+    if with_recon:
+        result["recon"] = outputs["recon"]
     return result
+
+
+@functools.partial(jax.jit, static_argnames="method")
+def score_examples(member, images, positions, *, method):
+    """One member's (no member axis) scores, maps and reconstructions of a few uint8
+    images at `positions` of the scored set: the random streams `score_images` gives
+    them, so an example shows what the evaluation scored."""
+    return _score_batch(method, member, to_float(images), positions, with_maps=True,
+                        with_recon=True)
 
 
 @functools.partial(jax.jit, static_argnames=("method", "batch_size", "with_maps", "lowering"))

@@ -2,7 +2,6 @@
 against d, the rate-distortion curves, score histograms, ROC and PR curves, and the
 examples of test images with their reconstructions and anomaly maps."""
 
-import jax
 import numpy as np
 from sklearn import metrics as sk_metrics
 
@@ -161,19 +160,13 @@ def write_examples(path, weights, data, per_class, method):
     abnormal test images."""
     plt = _pyplot()
     indices = _example_indices(data.test_labels, per_class)
-    images = to_float(data.test_images[indices])
-    keys = jax.random.split(jax.random.PRNGKey(0), len(indices))
-
-    @jax.jit
-    def score(member, images, keys):
-        return method.score(scoring.forward_fn(method, member), images, keys,
-                            member["latent_mask"])
-
-    maps, _, outputs = score(ensemble.member(weights, 0), images, jax.random.key_data(keys))
-    recon = np.asarray(outputs["recon"])
-    rows = [("input", np.asarray(images)), ("reconstruction", recon)]
+    scored = scoring.score_examples(ensemble.member(weights, 0), data.test_images[indices],
+                                    indices, method=method)
+    rows = [("input", np.asarray(to_float(data.test_images[indices]))),
+            ("reconstruction", np.asarray(scored["recon"]))]
+    maps = np.asarray(scored["map"]) if "map" in scored else None
     if maps is not None:
-        rows.append(("anomaly map", np.asarray(maps)))
+        rows.append(("anomaly map", maps))
     if data.test_masks is not None:
         rows.append(("mask", data.test_masks[indices]))
     fig, axes = plt.subplots(len(rows), len(indices), squeeze=False,
