@@ -3,5 +3,5 @@ report page (`page.py`), the claim's table and figure (`claim.py`), and the repo
 or many workdirs (`build.py`).
 
 May import: core, estimators, data, parallel, methods, evaluation, runs.
-Libraries: jax, matplotlib, numpy, PIL, scipy, sklearn.
+Libraries: matplotlib, numpy, PIL, scipy, sklearn.
 """
