@@ -27,13 +27,12 @@ latent sizes x two seeds for Table 1, and the DAE's U-Net at 64x64 and narrower;
 the family leaves out the perceptual AE (no VGG19 file here).
 """
 
+from ae4ad_jax.core import datasets
 from ae4ad_jax.methods import registry
 from configs import default
 
 PAPER_LATENT_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
 PAPER_SEEDS = (0, 1, 2)
-EPOCHS = {"rsna": 250, "vin": 250, "brain": 600, "lag": 250, "isic": 250, "c16": 250,
-          "brats": 250}
 SCOPES = ("ae", "table1", "table2", "family", "entropy", "rate", "claim")
 
 
@@ -64,17 +63,17 @@ def _phantom(config, scope):
 def get_config(arg="phantom"):
     dataset, _, scope = arg.partition(",")
     scope = scope or "ae"
-    if dataset not in ("phantom", *EPOCHS) or scope not in SCOPES:
+    if dataset not in ("phantom", *datasets.BENCHMARK) or scope not in SCOPES:
         raise ValueError(f"configs/benchmark.py:{arg}: the argument is DATASET[,SCOPE] with "
-                         f"DATASET one of phantom, {', '.join(EPOCHS)} and SCOPE one of "
-                         f"{', '.join(SCOPES)}.")
+                         f"DATASET one of phantom, {', '.join(datasets.BENCHMARK)} and SCOPE "
+                         f"one of {', '.join(SCOPES)}.")
     if dataset != "phantom" and scope in ("entropy", "rate"):
         raise ValueError(f"configs/benchmark.py:{arg}: the {scope} sweep is defined for "
                          "phantom only; set its keys on the command line for other data.")
     config = default.get_config()
     config.dataset = dataset
     if dataset != "phantom":
-        config.num_epochs = EPOCHS[dataset]
+        config.num_epochs = datasets.SPECS[dataset].epochs
     if scope == "table1":
         config.latent_sizes, config.seeds = PAPER_LATENT_SIZES, PAPER_SEEDS
     if scope == "claim":

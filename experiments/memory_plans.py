@@ -1,6 +1,6 @@
 """The plans the memory planner chooses for Table 1 on devices this machine does not have.
 
-    python -m experiments.memory_plans [--sizes=64,128] [--dataset_rows=4211,2776]
+    python -m experiments.memory_plans [--sizes=64,128] [--dataset=brats]
 
 Table 1 (d = 1..128 x three seeds: 24 members) on BraTS2021 (4211 train images, 828 + 1948
 test images scored with maps: the largest data and outputs of the paper's four datasets),
@@ -16,6 +16,7 @@ table (docs/performance.md).
 
 from absl import app, flags
 
+from ae4ad_jax.core import datasets
 from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.methods import registry
 from ae4ad_jax.parallel import execution
@@ -25,7 +26,6 @@ from configs import benchmark
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["64", "128"], "Input sizes.")
-flags.DEFINE_list("dataset_rows", ["4211", "2776"], "Train and test images.")
 flags.DEFINE_string("dataset", "brats", "The dataset of configs/benchmark.py (its config).")
 DEVICES = (  # (name, bytes_limit as JAX reports it)
     ("16 GB GPU", int(0.75 * 16e9)),
@@ -51,10 +51,11 @@ def plans(size):
     # One member of the largest latent size: every member's state has its shapes.
     state = train_state.create_train_state(
         config, method, [{"latent_size": max(config.latent_sizes), "seed": 0}])
-    train, test = map(int, FLAGS.dataset_rows)
+    spec = datasets.SPECS[FLAGS.dataset]
+    train, test = spec.train_images, spec.test_images
     plan = execution.plan_execution(config, backend="gpu")
     need = memory.memory_need(state, config, method, plan, {"train": train, "test": test},
-                              with_maps=True)
+                              with_maps=spec.has_masks)
     rows = []
     for name, limit in DEVICES:
         try:

@@ -24,15 +24,27 @@ import subprocess
 
 from absl import app, flags
 
+from ae4ad_jax.core import datasets
 from ae4ad_jax.core.errors import REQUEUE_STATUS, UserError, exit_on_user_error
 from ae4ad_jax.core.logs import quiet_library_logs
 from ae4ad_jax.parallel import sharding
 
-# Training images (normal), test images, epochs, channels of the benchmark's datasets.
-DATASETS = {
-    "rsna": (3851, 2000, 250, 1), "vin": (4000, 2000, 250, 1), "brain": (1000, 1200, 600, 1),
-    "lag": (1500, 1622, 250, 1), "isic": (6705, 1512, 250, 1), "c16": (5088, 2233, 250, 3),
-    "brats": (4211, 2776, 250, 1), "phantom": (3000, 1000, 20, 1)}
+
+def _dataset_facts() -> dict:
+    """{dataset: (training images, test images, epochs, channels)}: the release's seven
+    from their specs (ae4ad_jax/core/datasets.py), phantom from configs/default.py."""
+    from configs import default
+
+    config = default.get_config()
+    facts = {name: (spec.train_images, spec.test_images, spec.epochs, spec.channels)
+             for name, spec in datasets.SPECS.items() if name in datasets.BENCHMARK}
+    phantom = config.phantom
+    facts["phantom"] = (phantom.num_train, phantom.num_test_normal + phantom.num_test_abnormal,
+                        config.num_epochs, 1)
+    return facts
+
+
+DATASETS = _dataset_facts()
 EVAL_EVERY = 25
 # Accelerators: (chips, hosts, JAX devices, stated peak FLOP/s per device at the precision
 # a float32 model computes in by default: bf16 passes on TPUs, TF32 tensor cores on GPUs).

@@ -12,7 +12,7 @@ import shutil
 
 import numpy as np
 
-from ae4ad_jax.core import settings
+from ae4ad_jax.core import datasets, settings
 from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.data import real
 from ae4ad_jax.data.decoding import Limits
@@ -20,7 +20,7 @@ from ae4ad_jax.data.decoding import Limits
 _READ_CHUNK = 1024
 
 ARRAYS = "arrays"  # images given in memory (AnomalyDetector.fit): no files to prepare
-DATASETS = ("phantom", *real.SPECS, ARRAYS)  # the embedded one, the real ones (and folders)
+DATASETS = ("phantom", *datasets.SPECS, ARRAYS)  # the embedded one, the real ones (and folders)
 TFDS_DIR = "~/tensorflow_datasets"  # where prepared datasets are written by default
 
 
@@ -52,7 +52,7 @@ def dataset_channels(name: str) -> int | None:
     """The channel count a dataset has (None: the config's choice, gray by default)."""
     if name == "phantom":
         return 1
-    spec = real.SPECS.get(name)
+    spec = datasets.SPECS.get(name)
     return None if spec is None else spec.channels
 
 

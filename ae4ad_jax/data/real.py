@@ -18,14 +18,11 @@ import os
 import numpy as np
 from PIL import Image
 
+from ae4ad_jax.core.datasets import DATA_ROOT, SPECS
 from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.data.decoding import Limits, UnreadableFile, decode_image, open_image
 from ae4ad_jax.data.image_files import IMAGE_SUFFIXES
 from ae4ad_jax.data.preprocessing import convert_image
-
-DATA_ROOT = "~/MedIAnomaly-Data"
-ZENODO = "https://zenodo.org/records/12677223"
-ISIC_SITE = "https://challenge.isic-archive.com/data/#2018 (task 3)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,31 +30,6 @@ class Item:
     image: str
     label: int
     mask: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Spec:
-    """A real dataset: its folder under DATA_ROOT, channels (None: the user's choice, 1
-    unless the config sets 3), masks and where to get it."""
-
-    folder: str
-    title: str
-    channels: int | None
-    has_masks: bool
-    layout: str  # "medad" | "brats" | "isic" | "c16" | "folder"
-    source: str
-
-
-SPECS = {
-    "rsna": Spec("RSNA", "RSNA", 1, False, "medad", ZENODO),
-    "vin": Spec("VinCXR", "VinDr-CXR", 1, False, "medad", ZENODO),
-    "brain": Spec("BrainTumor", "Brain Tumor", 1, False, "medad", ZENODO),
-    "lag": Spec("LAG", "LAG", 1, False, "medad", ZENODO),
-    "brats": Spec("BraTS2021", "BraTS2021", 1, True, "brats", ZENODO),
-    "isic": Spec("ISIC2018_Task3", "ISIC2018 task 3", 1, False, "isic", ISIC_SITE),
-    "c16": Spec("Camelyon16", "Camelyon16", 3, False, "c16", ZENODO),
-    "folder": Spec("", "your own images", None, False, "folder", ""),
-}
 
 
 def default_root(name: str) -> str:

@@ -7,13 +7,13 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from ae4ad_jax.core import datasets
 from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.core.settings import setting
 from ae4ad_jax.methods import image_losses, parts
 from ae4ad_jax.methods.contract import CORRUPT_STREAM, Batch, Method
 from ae4ad_jax.nets.unet import UNet
 
-FOREGROUND_DATASETS = ("brain", "brats")  # the noise stays on the foreground there
 OVERRIDES = (("image_size", 128), ("batch_size", 16))
 
 
@@ -47,7 +47,8 @@ def coarse_noise(method, images, batch: Batch):
     noise = image_losses.resize_align_corners(noise, height, width)
     shift_rows, shift_cols = jax.random.randint(batch.key, (2,), 0, jnp.array([height, width]))
     noise = jnp.roll(noise, (shift_rows, shift_cols), axis=(1, 2))
-    if method.common.dataset in FOREGROUND_DATASETS:
+    spec = datasets.SPECS.get(method.common.dataset)
+    if spec is not None and spec.background:  # the noise stays on the foreground
         noise = noise * (images > batch.min(images))
     return images + (noise - 0.5) * 2.0
 
