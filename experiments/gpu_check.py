@@ -121,11 +121,6 @@ def _peak_memory():
     return max(peaks) if peaks else None
 
 
-def _median(values):
-    values = sorted(values)
-    return values[len(values) // 2]
-
-
 def torch_measurements(sizes):
     """PyTorch's rates (this process: the child). Empty when PyTorch is not installed."""
     try:
@@ -143,10 +138,10 @@ def torch_measurements(sizes):
         for run, _ in runners.values():
             run()  # compiles under torch.compile
         first = time.perf_counter() - start
-        rates = benchmark._round_rates(runners, sizes["rounds"])
+        rates = benchmark._medians(benchmark._round_rates(runners, sizes["rounds"]))
         found["forms"]["compile" if compiled else "eager"] = {
             "first_round_s": round(first, 1),
-            **{name: round(float(_median(rates[name])), 1) for name in rates}}
+            **{name: round(rate, 1) for name, rate in rates.items()}}
     if device == "cuda":
         found["peak_memory_bytes"] = torch.cuda.max_memory_allocated()
     return found
@@ -209,10 +204,11 @@ def training(sizes, tiny):
             config.model.compute_dtype = dtype
             run, images, compile_s, plan, need = benchmark.jax_trainer(
                 config, members, sizes["steps"])
-            rates = benchmark._round_rates({"jax": (run, images)}, sizes["rounds"])
+            rates = benchmark._medians(benchmark._round_rates({"jax": (run, images)},
+                                                              sizes["rounds"]))
             limit = plan.memory_limit or execution.device_memory()
             rows.append({"members": members, "dtype": dtype,
-                         "images_per_s": round(float(_median(rates["jax"])), 1),
+                         "images_per_s": round(rates["jax"], 1),
                          "compile_s": round(compile_s, 1),
                          "plan": execution.describe(plan, members, need, limit),
                          "estimate_bytes": (need.total(members, plan.chunk, plan.donate)
@@ -225,8 +221,8 @@ def scoring(sizes, tiny):
     config = _config(tiny)
     config.image_size, config.channels = sizes["image_size"], 1
     run, images = benchmark.jax_scorer(config, sizes["eval_images"])
-    rates = benchmark._round_rates({"jax": (run, images)}, sizes["rounds"])
-    return {"images": images, "images_per_s": round(float(_median(rates["jax"])), 1)}
+    rates = benchmark._medians(benchmark._round_rates({"jax": (run, images)}, sizes["rounds"]))
+    return {"images": images, "images_per_s": round(rates["jax"], 1)}
 
 
 def _mb(num_bytes):
