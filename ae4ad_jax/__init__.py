@@ -11,9 +11,10 @@ Subpackages, from the ground up; each imports only those listed before it (its
 - `evaluation/`: scoring on the device, metrics on the host;
 - `runs/`: a workdir's files and checkpoints;
 - `reporting/`: tables, figures, the report page;
-- `training/`: state, steps, the driver;
-- `serving/`: a trained detector, scoring files, the exported scorer;
-- entry points: `main`, `report`, `export`, `score`, `scorer` (command lines) and `api`.
+- `serving/`: a trained detector, scoring files, the StableHLO export;
+- `training/`: state, steps, the driver, a member's export;
+- entry points: `main` (train, evaluate), `report`, `export` (a member out of its run,
+  as a workdir or StableHLO), `score` (image files) and `api` (AnomalyDetector).
 
 Importing the package changes no process-wide setting. The command-line entry
 points call `nets.cpu_kernels.apply_xla_cpu_flags()` before JAX starts; a library

@@ -5,7 +5,7 @@
     scores = detector.decision_function(images)   # higher = more abnormal
     labels = detector.predict(images)             # 1 = abnormal (score > threshold_)
     maps = detector.anomaly_maps(images)          # [N, S, S]
-    detector.save("my_detector"); AnomalyDetector.load("my_detector")
+    detector.export("my_detector"); AnomalyDetector.load("my_detector")
 
 `fit` trains the config's model on the given normal images with the same
 trainer and checkpoints as the command line, in `workdir` (a temporary folder
@@ -15,21 +15,18 @@ the training images). Images are numpy arrays of any size with 1 or 3 channels
 (uint8, or floats in [0, 1]), converted as the training images are
 (`data.preprocessing.conform`).
 
-Scoring needs only `serving/`; `fit`, `save` and `export` import the trainer when
-they run.
+Scoring needs only `serving/`; `fit` and `export` import the trainer when they run.
 """
 
-import os
 import tempfile
 
 import numpy as np
 
-from ae4ad_jax.core import files
 from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.data import pipeline
 from ae4ad_jax.data.preprocessing import conform
 from ae4ad_jax.evaluation.code_scores import RECONSTRUCTION
-from ae4ad_jax.runs import outputs
+from ae4ad_jax.runs import results
 from ae4ad_jax.serving import detector as detector_lib
 
 
@@ -83,16 +80,16 @@ class AnomalyDetector:
     @property
     def decision_scores_(self) -> np.ndarray:
         """Scores of the normal images that set the threshold (PyOD's attribute)."""
-        saved = outputs.read_scores(self.detector.workdir)
+        saved = results.read_scores(self.detector.workdir)
         if saved is None:
-            raise UserError(f"{self.detector.workdir} holds no {outputs.SCORES_FILE}: rerun "
+            raise UserError(f"{self.detector.workdir} holds no {results.SCORES_FILE}: rerun "
                             f"`python -m ae4ad_jax.main --workdir={self.detector.workdir} "
                             "--eval_only`.")
         key = "normal" if self.score == RECONSTRUCTION else f"normal_{self.score}"
-        member = self.detector.member["member"]
+        member = self.detector.index
         values = saved.get(key)
         if values is None or values.ndim != 2 or len(values) <= member:
-            raise UserError(f"{self.detector.workdir}/{outputs.SCORES_FILE} lacks the scores "
+            raise UserError(f"{self.detector.workdir}/{results.SCORES_FILE} lacks the scores "
                             f"{key!r} of member {member}; rerun `python -m ae4ad_jax.main "
                             f"--workdir={self.detector.workdir} --eval_only`.")
         return values[member]
@@ -118,37 +115,26 @@ class AnomalyDetector:
         return out["map"]
 
     # ------------------------------------------------------------------ files
-    def save(self, path: str) -> str:
-        """Writes the detector (config.json, checkpoint, thresholds.json) to `path`, a
-        workdir that `load`, `python -m ae4ad_jax.score` and `.main --eval_only` read."""
-        from ae4ad_jax.training.export import export_member
-
-        detector, index = self.detector, self.detector.member["member"]
-        if os.path.exists(path) and os.listdir(path):
-            raise UserError(f"{path} exists and is not empty; save to a new folder.")
-        with files.atomic_path(path) as partial:
-            export_member(detector.workdir, index, partial)
-            outputs.write_member_outputs(detector.workdir, index, detector.epoch, partial)
-        return path
-
     @classmethod
     def load(cls, path: str, member: int = 0, score: str = "reconstruction"
              ) -> "AnomalyDetector":
-        """A detector from a saved folder or any finished run's workdir (member `member`,
-        scoring with `score`)."""
+        """A detector from any finished run's workdir, or one written by `export` (member
+        `member`, scoring with `score`)."""
         restored = cls(workdir=path, member=member, score=score)
         restored._detector = detector_lib.load(path, member, score)
         restored.config = restored._detector.config
         return restored
 
-    def export(self, path: str) -> dict:
-        """The scoring function as a `jax.export` artefact (see `ae4ad_jax.scorer`): the
-        reconstruction score and maps (the code scores need the run's normal codes)."""
-        from ae4ad_jax.serving.exported import export_scorer
+    def export(self, path: str, format: str = "workdir") -> dict:
+        """Writes the detector's member to `path` in `format`, as `python -m
+        ae4ad_jax.export` does: "workdir" (config.json, checkpoint, thresholds.json; what
+        `load`, `python -m ae4ad_jax.score` and `.main --eval_only` read) or "stablehlo"
+        (the reconstruction score and maps as one `jax.export` file; the code scores need
+        the run's normal codes). Returns what was written."""
+        from ae4ad_jax.training import export
 
-        if self.score != RECONSTRUCTION:
-            raise UserError(f"The exported scorer gives the reconstruction score only, not "
+        if format != "workdir" and self.score != RECONSTRUCTION:
+            raise UserError(f"The {format} export gives the reconstruction score only, not "
                             f"{self.score!r}: load the detector with score='reconstruction' "
                             "to export it.")
-        return export_scorer(self.detector.workdir, self.detector.member["member"],
-                                    path)
+        return export.export(self.detector.workdir, self.detector.index, path, format)

@@ -8,8 +8,7 @@ import pytest
 from ae4ad_jax import main
 from ae4ad_jax.core.errors import exit_on_user_error
 from ae4ad_jax.reporting.build import write_report
-from ae4ad_jax.serving.exported import export_scorer
-from ae4ad_jax.training.export import export_member
+from ae4ad_jax.training.export import export
 
 
 def _stops(capsys, fn, *args):
@@ -43,13 +42,13 @@ def test_main_names_a_bad_value_and_a_missing_dataset_before_writing(capsys, tmp
     assert not (tmp_path / "tfds").exists()
 
 
-def test_report_export_and_scorer_name_what_is_missing(capsys, tmp_path, finished_run):
+def test_report_and_export_name_what_is_missing(capsys, tmp_path, finished_run):
     message = _stops(capsys, write_report, [str(tmp_path / "nowhere")], None)
     assert "Cannot read the final metrics" in message and "Has the run finished?" in message
     assert not (tmp_path / "nowhere").exists()  # nothing written for a missing run
-    message = _stops(capsys, export_member, finished_run.workdir, 3, str(tmp_path / "out"))
+    message = _stops(capsys, export, finished_run.workdir, 3, str(tmp_path / "out"))
     assert "Member 3 does not exist" in message and not (tmp_path / "out").exists()
-    message = _stops(capsys, export_scorer, str(tmp_path / "nowhere"), 0,
-                     str(tmp_path / "s.bin"))
+    message = _stops(capsys, export, str(tmp_path / "nowhere"), 0, str(tmp_path / "s.bin"),
+                     "stablehlo")
     assert "Workdir" in message and "does not exist" in message
     assert not (tmp_path / "s.bin").exists()

@@ -3,7 +3,8 @@
 Every import of every module counts, those inside functions too, and so do the
 method modules that `methods/registry.py` names (it imports them by name). Each
 subpackage may import only the subpackages listed for it; the entry points
-(`main`, `report`, `export`, `score`, `scorer`, `api`) may import anything, and
+(`main`, `report`, `export`, `score`, `scorer`, `api`; `scorer` is an old name that
+says the new one) may import anything, and
 nothing imports them.
 """
 
@@ -31,7 +32,7 @@ LAYERS = {
     "serving": ("core", "nets", "data", "parallel", "methods", "config", "evaluation",
                 "runs"),
     "training": ("core", "nets", "estimators", "data", "parallel", "methods", "config",
-                 "evaluation", "runs", "reporting"),
+                 "evaluation", "runs", "reporting", "serving"),
 }
 ENTRY_POINTS = ("main", "report", "export", "score", "scorer", "api")
 # Libraries a layer's modules may not import at module level: the networks know no

@@ -23,3 +23,11 @@ def exit_on_user_error(fn, *args, **kwargs):
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+def renamed_command(old: str, new: str) -> None:
+    """Stops a command line that uses an entry point's old name, naming the new one; the
+    arguments carry over as they are."""
+    print(f"error: `python -m {old}` is now `python -m {new}` (same arguments).",
+          file=sys.stderr)
+    sys.exit(2)

@@ -59,8 +59,8 @@ def evaluate_members(weights, members, data, placed, config, method, plan, layou
     normal = (val if val is not None else train)["score"]
     rows, models, variant_scores = [], [], {}
     for m, member in enumerate(members):
-        row = compute_metrics(None if test is None else ensemble.member(test, m),
-                              ensemble.member(train, m), data.test_labels, data.test_masks,
+        row = compute_metrics(None if test is None else ensemble.take(test, m),
+                              ensemble.take(train, m), data.test_labels, data.test_masks,
                               member["latent_size"], tuple(config.entropy_estimators),
                               config.entropy_bootstrap)
         if val is not None:
@@ -71,8 +71,8 @@ def evaluate_members(weights, members, data, placed, config, method, plan, layou
             normal[m], None if test is None else test["score"][m], data.test_labels,
             config.eval.false_positive_rate, val is not None))
         code_row, model, variants = code_score_metrics(
-            ensemble.member(train, m), ensemble.member(val if val is not None else train, m),
-            None if test is None else ensemble.member(test, m), data.test_labels,
+            ensemble.take(train, m), ensemble.take(val if val is not None else train, m),
+            None if test is None else ensemble.take(test, m), data.test_labels,
             member["latent_size"], config.eval.code_knn_k, config.eval.false_positive_rate,
             normal_is_train=val is None)
         row.update(code_row)

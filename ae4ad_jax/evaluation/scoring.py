@@ -1,7 +1,7 @@
 """Scoring on the device: every member's anomaly maps, scores and codes of a set of images,
 jit-compiled, batched and padded, on any layout (`parallel.sharding`).
 
-Training's evaluation, the detector, the score command and the exported scorer all
+Training's evaluation, the detector, the score command and the StableHLO export all
 score through `score_images`, so a model scores the same wherever it runs.
 """
 
@@ -18,14 +18,14 @@ from ae4ad_jax.methods.contract import row_keys
 from ae4ad_jax.parallel import ensemble, execution, sharding
 
 
-def forward_fn(method, member):
+def forward_fn(method, weights):
     """The trained member as `forward(x, row_keys, train=False) -> outputs`; in train mode
     BatchNorm uses the batch's statistics and updates nothing."""
-    model = method.create_model(member["latent_mask"].shape[-1])
+    model = method.create_model(weights["latent_mask"].shape[-1])
 
     def forward(x, keys, train=False):
-        call = functools.partial(model.apply, member["variables"], x,
-                                 latent_mask=member["latent_mask"], row_keys=keys)
+        call = functools.partial(model.apply, weights["variables"], x,
+                                 latent_mask=weights["latent_mask"], row_keys=keys)
         return call(train=True, mutable=["batch_stats"])[0] if train else call(train=False)
 
     return forward
@@ -39,14 +39,14 @@ def scoring_weights(state) -> dict:
             "latent_mask": state.latent_mask, "rng": state.rng}
 
 
-def _score_batch(method, member, images, positions, with_maps, with_recon=False):
+def _score_batch(method, weights, images, positions, with_maps, with_recon=False):
     """Scores one batch for one member: dict of [B] (and [B, H, W]) arrays; `positions`
     are the images' indices in the scored set (their random streams). `with_recon` adds
     the reconstructions [B, H, W, C]."""
-    forward = forward_fn(method, member)
-    stream = jax.random.fold_in(member["rng"], contract.EVAL_STREAM)
+    forward = forward_fn(method, weights)
+    stream = jax.random.fold_in(weights["rng"], contract.EVAL_STREAM)
     maps, scores, outputs = method.score(forward, images, row_keys(stream, positions),
-                                         member["latent_mask"])
+                                         weights["latent_mask"])
     result = {"score": scores, "mse": parts.per_image_mse(outputs["recon"], images)}
     for key in ("z", "z_norm", "bits"):  # the code, standardised, its rate in bits
         if method.has_latent and key in outputs:
@@ -59,19 +59,19 @@ def _score_batch(method, member, images, positions, with_maps, with_recon=False)
 
 
 @functools.partial(jax.jit, static_argnames="method")
-def score_examples(member, images, positions, *, method):
+def score_examples(weights, images, positions, *, method):
     """One member's (no member axis) scores, maps and reconstructions of a few uint8
     images at `positions` of the scored set: the random streams `score_images` gives
     them, so an example shows what the evaluation scored."""
-    return _score_batch(method, member, to_float(images), positions, with_maps=True,
+    return _score_batch(method, weights, to_float(images), positions, with_maps=True,
                         with_recon=True)
 
 
 @functools.partial(jax.jit, static_argnames=("method", "batch_size", "with_maps", "lowering"))
-def score_images(members, images, first=0, *, method, batch_size, with_maps, lowering="vmap"):
+def score_images(weights, images, first=0, *, method, batch_size, with_maps, lowering="vmap"):
     """Scores every image with every member in one device call.
 
-    `members` ({"variables", "latent_mask", "rng"}) have a leading member axis M,
+    `weights` ({"variables", "latent_mask", "rng"}) have a leading member axis M,
     lifted by `lowering` ("vmap" or "unroll"); `images` are uint8 [N, H, W, C], the
     scored set's rows `first` to `first + N - 1`. The last batch is padded and the
     padding cut off, so each image is scored exactly once. Returns arrays of shape
@@ -85,10 +85,10 @@ def score_images(members, images, first=0, *, method, batch_size, with_maps, low
         x = to_float(batch)
         positions = start + jnp.arange(batch_size)
 
-        def score(member):
-            return _score_batch(method, member, x, positions, with_maps)
+        def score(one):
+            return _score_batch(method, one, x, positions, with_maps)
 
-        return ensemble.over_members(score, lowering)(members)
+        return ensemble.over_members(score, lowering)(weights)
 
     out = jax.lax.map(one_batch, (batches, starts))  # leaves [num_batches, M, B, ...]
     return jax.tree_util.tree_map(
@@ -96,10 +96,10 @@ def score_images(members, images, first=0, *, method, batch_size, with_maps, low
             :, :images.shape[0]], out)
 
 
-def device_scores(members, images, *, method, batch_size, with_maps, lowering, data_shards):
+def device_scores(weights, images, *, method, batch_size, with_maps, lowering, data_shards):
     """This device's members' scores of its rows (the per-device program)."""
     first = jax.lax.axis_index(sharding.DATA) * images.shape[0] if data_shards > 1 else 0
-    return score_images(members, images, jnp.int32(first), method=method,
+    return score_images(weights, images, jnp.int32(first), method=method,
                                  batch_size=batch_size, with_maps=with_maps, lowering=lowering)
 
 

@@ -20,9 +20,9 @@ from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.nets.layers import LATENT_IN, LATENT_OUT, LATENT_UNITS, MEMORY
 
 
-def members_from_config(config) -> list[dict]:
-    """The grid latent_sizes x seeds x entropy_weights x rate_weights; an empty axis is
-    its single value.
+def member_hparams(config) -> list[dict]:
+    """Each member's hyperparameters ({"latent_size", "seed", ...}): the grid latent_sizes
+    x seeds x entropy_weights x rate_weights, an empty axis its single value.
 
     `entropy_weight` appears in a member only when the run sweeps or sets it,
     `rate_weight` whenever the learned rate is on.
@@ -32,19 +32,20 @@ def members_from_config(config) -> list[dict]:
     weights = tuple(config.entropy_weights) or (config.entropy_weight,)
     with_weight = bool(config.entropy_weights) or config.entropy_weight != 0
     rates = tuple(config.rate_weights) or (config.rate_weight,)
-    members = []
+    grid = []
     for d, s, weight, rate in itertools.product(latent_sizes, seeds, weights, rates):
-        member = {"latent_size": int(d), "seed": int(s)}
+        hparams = {"latent_size": int(d), "seed": int(s)}
         if with_weight:
-            member["entropy_weight"] = float(weight)
+            hparams["entropy_weight"] = float(weight)
         if config.rate.enabled:
-            member["rate_weight"] = float(rate)
-        members.append(member)
-    return members
+            hparams["rate_weight"] = float(rate)
+        grid.append(hparams)
+    return grid
 
 
 def check_member(members: list[dict], index: int, where: str) -> dict:
-    """`members[index]`, or a UserError naming the members that `where` (a workdir) has."""
+    """Member `index`'s hyperparameters (`members[index]`), or a UserError naming the
+    members that `where` (a workdir) has."""
     if not 0 <= index < len(members):
         raise UserError(f"Member {index} does not exist: {where} has members 0 to "
                         f"{len(members) - 1}.")
@@ -93,7 +94,7 @@ def over_members(fn, lowering: str):
         return jax.vmap(fn)
 
     def unrolled(*args):
-        return stack([fn(*member(args, m)) for m in range(num_members(args))])
+        return stack([fn(*take(args, m)) for m in range(num_members(args))])
 
     return unrolled
 
@@ -106,7 +107,7 @@ def in_chunks(fn, tree, size: int):
     return concatenate([fn(part) for part in chunks(tree, size)])
 
 
-def member(tree, m: int, keep_axis: bool = False):
+def take(tree, m: int, keep_axis: bool = False):
     """Member m of a stacked tree (with a member axis of 1 when `keep_axis`)."""
     index = slice(m, m + 1) if keep_axis else m
     return jax.tree_util.tree_map(lambda x: x[index], tree)

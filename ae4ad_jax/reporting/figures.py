@@ -160,7 +160,7 @@ def write_examples(path, weights, data, per_class, method):
     abnormal test images."""
     plt = _pyplot()
     indices = _example_indices(data.test_labels, per_class)
-    scored = scoring.score_examples(ensemble.member(weights, 0), data.test_images[indices],
+    scored = scoring.score_examples(ensemble.take(weights, 0), data.test_images[indices],
                                     indices, method=method)
     rows = [("input", np.asarray(to_float(data.test_images[indices]))),
             ("reconstruction", np.asarray(scored["recon"]))]

@@ -17,7 +17,7 @@ import numpy as np
 
 from ae4ad_jax.core import files
 from ae4ad_jax.reporting import figures
-from ae4ad_jax.runs import outputs
+from ae4ad_jax.runs import results
 
 MAX_SHOWN = 8
 FIGURE_TITLES = (
@@ -48,11 +48,11 @@ def shown_members(workdirs) -> list[dict]:
     workdirs that have test scores; groups in order of d."""
     groups = {}
     for workdir in workdirs:
-        saved = outputs.read_scores(workdir)
+        saved = results.read_scores(workdir)
         if saved is None or "test" not in saved:
             continue
         test, labels = saved["test"], saved["test_labels"]
-        rows = outputs.read_summary(workdir)["metrics"]
+        rows = results.read_summary(workdir)["metrics"]
         for row in sorted(rows, key=lambda r: r["seed"]):
             label = _label(row)
             if label not in groups:
@@ -98,7 +98,7 @@ def _threshold_lines(rows) -> list[str]:
 
 def write_page(workdirs, out_dir, table_markdown) -> str:
     """report.md: the runs, the table, the thresholds, and every figure present."""
-    summaries = {workdir: outputs.read_summary(workdir) for workdir in workdirs}
+    summaries = {workdir: results.read_summary(workdir) for workdir in workdirs}
     rows = [row for summary in summaries.values() for row in summary["metrics"]]
     rate = summaries[workdirs[0]]["config"]["eval"]["false_positive_rate"]
     lines = ["# Report", "", *(_run_line(w, s) for w, s in summaries.items()), "",

@@ -18,7 +18,7 @@ import numpy as np
 from ae4ad_jax.core import files
 from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.estimators.entropy import ESTIMATORS
-from ae4ad_jax.runs import outputs
+from ae4ad_jax.runs import results
 
 # The code scores' AUROC (evaluation/code_scores.py), beside the reconstruction score's.
 CODE_COLUMNS = tuple((f"auroc_{name}", f"AUROC {label}", 100) for name, label in (
@@ -40,7 +40,7 @@ ERROR_COLUMNS = (("recon_error_train_normal", "train normal"),
 
 def read_rows(workdirs) -> list[dict]:
     """Every member's final metrics row of finished runs."""
-    return [row for workdir in workdirs for row in outputs.read_summary(workdir)["metrics"]]
+    return [row for workdir in workdirs for row in results.read_summary(workdir)["metrics"]]
 
 
 SELECTION_TOLERANCE = 0.05

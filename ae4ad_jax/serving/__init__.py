@@ -1,6 +1,6 @@
 """Serving a trained member: the detector that restores parameters and statistics only
 (`detector.py`), scoring files into CSVs, maps and overlays (`files.py`), and the
-member's scorer exported with `jax.export` (`exported.py`). Serving never builds the
+member's scoring function exported with `jax.export` (`stablehlo.py`). Serving never builds the
 trainer, the optimiser state or the report.
 
 May import: core, nets, data, parallel, methods, config, evaluation, runs.

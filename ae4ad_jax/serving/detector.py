@@ -6,7 +6,7 @@ needs from the checkpoint (parameters, BatchNorm statistics, the member's key),
 against the shapes of the config's model traced without compiling: no train
 state, no optimiser, no trainer. `Detector.score` scores uint8 images of the
 model's size in fixed batches, one compiled program for any number of images.
-The score command (`files.py`), the exported scorer (`exported.py`) and the
+The score command (`files.py`), the StableHLO export (`stablehlo.py`) and the
 Python API (`ae4ad_jax.api`) are built on these.
 """
 
@@ -22,14 +22,15 @@ from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.evaluation import code_scores, scoring
 from ae4ad_jax.methods import registry
 from ae4ad_jax.parallel import ensemble
-from ae4ad_jax.runs import checkpoints, manifest, outputs
+from ae4ad_jax.runs import checkpoints, manifest, results
 
 
 @dataclasses.dataclass
 class Detector:
     config: object
     method: object
-    member: dict  # {"member": index, "latent_size", "seed", ...}
+    index: int  # which member of its run (row "member" of its metrics)
+    hparams: dict  # that member's {"latent_size", "seed", ...}
     weights: dict  # {"variables", "latent_mask", "rng"} with a member axis of 1
     epoch: int
     threshold: float | None  # None when the run set none for this checkpoint
@@ -86,7 +87,7 @@ class Detector:
 def _writer(workdir) -> str | None:
     """The git commit of the code that wrote a workdir (its summary's manifest)."""
     try:
-        return outputs.read_summary(workdir)["manifest"]["source"]["commit"]
+        return results.read_summary(workdir)["manifest"]["source"]["commit"]
     except (UserError, KeyError, TypeError):
         return None
 
@@ -129,16 +130,16 @@ def _code_model(workdir, index, variant, method_name):
     """The member's code-score model for `variant` (None for the reconstruction score)."""
     if variant == code_scores.RECONSTRUCTION:
         return None
-    members = outputs.read_code_models(workdir)
+    members = results.read_code_models(workdir)
     if members is None:
-        raise UserError(f"{workdir} has no {outputs.CODE_MODELS_FILE}, so no code scores "
+        raise UserError(f"{workdir} has no {results.CODE_MODELS_FILE}, so no code scores "
                         f"(score {variant!r}): score with the reconstruction score, or run "
                         f"`python -m ae4ad_jax.main --workdir={workdir} --eval_only` with this "
                         "version to write it.")
     try:
         model = code_scores.CodeModel.from_arrays(members.get(index, {}))
     except ValueError as error:
-        raise UserError(f"{os.path.join(workdir, outputs.CODE_MODELS_FILE)} is malformed "
+        raise UserError(f"{os.path.join(workdir, results.CODE_MODELS_FILE)} is malformed "
                         f"(member {index}: {error}). Rerun `python -m ae4ad_jax.main "
                         f"--workdir={workdir} --eval_only` to write it again.") from None
     known = [code_scores.RECONSTRUCTION, *model.variants_available()]
@@ -155,7 +156,7 @@ def load(workdir: str, index: int = 0, variant: str = code_scores.RECONSTRUCTION
     if not os.path.isdir(workdir):
         raise UserError(f"Workdir {workdir} does not exist.")
     config = checks.read_saved_config(workdir)
-    members = ensemble.members_from_config(config)
+    members = ensemble.member_hparams(config)
     ensemble.check_member(members, index, workdir)
     method = registry.create(config)
     code_model = _code_model(workdir, index, variant, config.method)
@@ -171,7 +172,7 @@ def load(workdir: str, index: int = 0, variant: str = code_scores.RECONSTRUCTION
                       "batch_stats": chosen.get("batch_stats", {}), **constants},
         "latent_mask": ensemble.latent_mask(members[index]["latent_size"], width)[None],
         "rng": chosen["rng"]})
-    threshold, rate = outputs.read_threshold(
+    threshold, rate = results.read_threshold(
         workdir, index, epoch, None if variant == code_scores.RECONSTRUCTION else variant)
-    return Detector(config, method, {"member": index, **members[index]}, weights, epoch,
+    return Detector(config, method, index, members[index], weights, epoch,
                     threshold, rate, workdir, variant, code_model)

@@ -283,7 +283,8 @@ def score_files(workdir, inputs, out_dir, member=0, nifti_axis=2, nifti_rotation
     if threshold is not None:
         detector.threshold, detector.false_positive_rate = float(threshold), None
     summary = {
-        "workdir": os.path.abspath(workdir), "member": detector.member,
+        "workdir": os.path.abspath(workdir),
+        "member": {"member": detector.index, **detector.hparams},
         "score": detector.variant, "epoch": detector.epoch, "threshold": detector.threshold,
         "threshold_source": ("--threshold" if threshold is not None else
                              None if detector.threshold is None else "thresholds.json"),

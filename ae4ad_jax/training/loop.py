@@ -26,7 +26,7 @@ from ae4ad_jax.methods import registry
 from ae4ad_jax.nets.layers import count_params
 from ae4ad_jax.parallel import ensemble, execution, sharding
 from ae4ad_jax.reporting import build, figures, page
-from ae4ad_jax.runs import checkpoints, lock, manifest, outputs
+from ae4ad_jax.runs import checkpoints, lock, manifest, results
 from ae4ad_jax.runs import workdir as workdir_lib
 from ae4ad_jax.training import memory, preemption
 from ae4ad_jax.training.state import create_train_state
@@ -104,7 +104,7 @@ def _load_for_run(config, workdir, eval_only, data=None):
     Process 0 prepares the workdir and the dataset; the others wait, then read it.
     `data` (a `pipeline.Data` in memory) replaces the config's dataset.
     """
-    members = ensemble.members_from_config(config)
+    members = ensemble.member_hparams(config)
     layout = sharding.create_layout(config, len(members))
     if sharding.is_primary():
         workdir_lib.prepare_workdir(workdir, config, must_exist=eval_only)
@@ -171,7 +171,7 @@ def _train_and_evaluate(config, workdir, eval_only, data, stop):
     manager = checkpoints.create_manager(workdir, config.checkpoints_to_keep)
     state, start_epoch, position, earlier, stopped = _resume_point(
         manager, state, workdir, eval_only, steps_per_epoch, layout)
-    writer = outputs.Writer(workdir, members, start_epoch, enabled=sharding.is_primary())
+    writer = results.Writer(workdir, members, start_epoch, enabled=sharding.is_primary())
     plan = _plan(config, state, method, members, layout, placed, data)
     last_saved, rows = start_epoch, None
     clock = EpochClock(start_epoch)
@@ -264,16 +264,16 @@ def _write_outputs(config, workdir, members, evaluation, state, data, method, la
     of the last `evaluation` (rows, scores, code models); returns the summary."""
     rows, scores, models = evaluation
     first = sharding.to_host(ensemble.slice_members(state, 0, 1))
-    summary = outputs.summarize(config, members, rows, count_params(ensemble.member(
+    summary = results.summarize(config, members, rows, count_params(ensemble.take(
         first.params, 0)), seconds)
     if not sharding.is_primary():
         return summary
     summary["manifest"] = manifest.create_manifest(data)
-    outputs.write_summary(workdir, summary)
-    outputs.write_thresholds(workdir, config.eval.false_positive_rate, members, rows,
+    results.write_summary(workdir, summary)
+    results.write_thresholds(workdir, config.eval.false_positive_rate, members, rows,
                              last_saved)
-    outputs.write_code_models(workdir, [model.to_arrays() for model in models])
-    outputs.write_scores(workdir, scores, data.test_labels)
+    results.write_code_models(workdir, [model.to_arrays() for model in models])
+    results.write_scores(workdir, scores, data.test_labels)
     if len(data.test_images):
         figures.write_examples(os.path.join(workdir, figures.EXAMPLES_FILE),
                                scoring.scoring_weights(first), data,

@@ -19,7 +19,7 @@ def test_examples_get_the_scores_and_maps_of_the_evaluation(test_config):
     scored = scoring.score_members(weights, images, batch_size=16, method=method,
                                    plan=execution.plan_execution(test_config), with_maps=True)
     indices = np.array([3, 17, 33])
-    example = scoring.score_examples(ensemble.member(weights, 0), images[indices], indices,
+    example = scoring.score_examples(ensemble.take(weights, 0), images[indices], indices,
                                      method=method)
     np.testing.assert_allclose(example["score"], scored["score"][0, indices], rtol=1e-5)
     np.testing.assert_allclose(example["map"], scored["map"][0, indices], atol=1e-5)

@@ -194,7 +194,7 @@ def _family_run(config, members, layout, images, test_images):
     host = sharding.to_host(state)
     results = []
     for m, member in enumerate(members):
-        one = ensemble.member(host, m)
+        one = ensemble.take(host, m)
         own = ensemble.resize_latent((one.params, one.batch_stats), member["latent_size"])
         leaves = jax.tree_util.tree_leaves(own)
         results.append({"losses": np.concatenate(losses, axis=1)[m],

@@ -59,10 +59,10 @@ def test_resize_latent_pads_and_cuts_only_latent_axes():
         np.testing.assert_array_equal(a, b)
 
 
-def test_members_from_config(test_config):
-    assert ensemble.members_from_config(test_config) == [{"latent_size": 16, "seed": 0}]
+def test_member_hparams(test_config):
+    assert ensemble.member_hparams(test_config) == [{"latent_size": 16, "seed": 0}]
     test_config.latent_sizes, test_config.seeds = (1, 4), (0, 7)
-    assert ensemble.members_from_config(test_config) == [
+    assert ensemble.member_hparams(test_config) == [
         {"latent_size": 1, "seed": 0}, {"latent_size": 1, "seed": 7},
         {"latent_size": 4, "seed": 0}, {"latent_size": 4, "seed": 7}]
 
@@ -92,16 +92,16 @@ def test_a_mixed_size_member_is_initialised_and_trained_as_the_standalone_model(
     (mixed0, mixed, losses_mixed), (alone0, alone, losses_alone) = (
         two_epochs["mixed"], two_epochs["alone"])
     # The same initial weights: the member is initialised as the standalone model (fan-in 2).
-    cut = ensemble.resize_latent(ensemble.member(mixed0, 0).params, 2)
+    cut = ensemble.resize_latent(ensemble.take(mixed0, 0).params, 2)
     for a, b in zip(jax.tree_util.tree_leaves(cut),
-                    jax.tree_util.tree_leaves(ensemble.member(alone0, 0).params), strict=True):
+                    jax.tree_util.tree_leaves(ensemble.take(alone0, 0).params), strict=True):
         np.testing.assert_array_equal(a, b)
-    bias = ensemble.member(alone0, 0).params["Bottleneck_0"]["from_latent"]["Dense_0"]["bias"]
+    bias = ensemble.take(alone0, 0).params["Bottleneck_0"]["from_latent"]["Dense_0"]["bias"]
     assert np.abs(bias).max() > 0.5  # U(-1/sqrt(2), 1/sqrt(2)), not fan-in 6
     np.testing.assert_allclose(losses_mixed[0], losses_alone[0], rtol=1e-4)  # 8 steps
     x = jnp.asarray(images[:8], jnp.float32) / 127.5 - 1
     outputs = []
-    for state in (ensemble.member(mixed, 0), ensemble.member(alone, 0)):
+    for state in (ensemble.take(mixed, 0), ensemble.take(alone, 0)):
         apply = jax.jit(lambda variables, mask, apply_fn=state.apply_fn: apply_fn(
             variables, x, train=False, latent_mask=mask, row_keys=None))
         outputs.append(apply({"params": state.params, "batch_stats": state.batch_stats},
@@ -112,7 +112,7 @@ def test_a_mixed_size_member_is_initialised_and_trained_as_the_standalone_model(
 
 
 def test_padded_latent_weights_stay_exactly_zero(two_epochs):
-    small = ensemble.member(two_epochs["mixed"][1], 0)
+    small = ensemble.take(two_epochs["mixed"][1], 0)
     bottleneck = small.params["Bottleneck_0"]
     assert np.all(bottleneck["to_latent"]["Dense_0"]["kernel"][:, 2:] == 0)
     assert np.all(bottleneck["to_latent"]["Dense_0"]["bias"][2:] == 0)
@@ -127,8 +127,8 @@ def test_members_train_independently(two_epochs):
     (_, first, losses_first), (_, second, losses_second) = (two_epochs["mixed"],
                                                             two_epochs["other"])
     np.testing.assert_array_equal(losses_first[0], losses_second[0])
-    for a, b in zip(jax.tree_util.tree_leaves(ensemble.member(first, 0).params),
-                    jax.tree_util.tree_leaves(ensemble.member(second, 0).params), strict=True):
+    for a, b in zip(jax.tree_util.tree_leaves(ensemble.take(first, 0).params),
+                    jax.tree_util.tree_leaves(ensemble.take(second, 0).params), strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(losses_first[1], losses_second[1])
 
@@ -150,8 +150,8 @@ def test_ensemble_run_reports_every_member(test_config, tmp_path):
         assert (tmp_path / "report" / name).stat().st_size > 0
     # A member exports as a standalone model (d = 2) that evaluates to the same metrics.
     out = tmp_path / "member1"
-    assert export.export_member(str(tmp_path), 1, str(out)) == {
-        "latent_size": 2, "seed": 1, "epoch": 1}
+    assert export.export(str(tmp_path), 1, str(out)) == {
+        "format": "workdir", "member": 1, "latent_size": 2, "seed": 1, "epoch": 1}
     config = workdir_lib.load_saved_config(str(out))
     assert (config.latent_size, config.seed, config.latent_sizes) == (2, 1, ())
     alone = loop.train_and_evaluate(config, str(out), eval_only=True)["metrics"][0]
@@ -159,7 +159,7 @@ def test_ensemble_run_reports_every_member(test_config, tmp_path):
     for key in ("auroc", "ap", "pixel_ap", "recon_error_test_abnormal"):
         assert alone[key] == pytest.approx(summary["metrics"][1][key], rel=1e-3)
     with pytest.raises(UserError, match=r"Member 4 does not exist: .* members 0 to 3"):
-        export.export_member(str(tmp_path), 4, str(tmp_path / "nope"))
+        export.export(str(tmp_path), 4, str(tmp_path / "nope"))
 
 
 def test_report_aggregates_mean_and_std():
@@ -190,7 +190,7 @@ def test_entropy_weight_lowers_latent_entropy(test_config):
     from ae4ad_jax.data import pipeline as input_pipeline
 
     test_config.latent_sizes, test_config.entropy_weights = (8,), (0.0, 3.0)
-    members = ensemble.members_from_config(test_config)
+    members = ensemble.member_hparams(test_config)
     assert [m["entropy_weight"] for m in members] == [0.0, 3.0]
     state = create_train_state(test_config, METHOD, members)
     images = jnp.asarray(input_pipeline.load(test_config).train_images)

@@ -7,7 +7,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from ae4ad_jax.reporting import build, page, tables
-from ae4ad_jax.runs import outputs
+from ae4ad_jax.runs import results
 
 # (lambda_R, bits, MSE) of held-out normal images: a rate-distortion curve whose knee is
 # at 100 bits (the point farthest below the chord once both axes are scaled to [0, 1]).
@@ -138,7 +138,7 @@ def test_report_figures_become_tensorboard_images(tmp_path):
 
     _write_run(str(tmp_path / "a"), (4, 16), (0,), np.random.default_rng(1))
     build.write_report([str(tmp_path / "a")])
-    writer = outputs.Writer(str(tmp_path / "w"), [{"latent_size": 4, "seed": 0}], 0)
+    writer = results.Writer(str(tmp_path / "w"), [{"latent_size": 4, "seed": 0}], 0)
     added = page.report_images(str(tmp_path / "a" / "report"))
     writer.write_images(added, 7)
     writer.close()

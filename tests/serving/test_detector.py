@@ -12,7 +12,7 @@ import pytest
 
 from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.data import pipeline
-from ae4ad_jax.runs import outputs
+from ae4ad_jax.runs import results
 from ae4ad_jax.serving import detector as detector_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -29,7 +29,7 @@ print(" ".join(sorted(sys.modules)))
 def test_the_detector_scores_as_the_evaluation_did(finished_run):
     detector = detector_lib.load(finished_run.workdir)
     data = pipeline.load(finished_run.config)
-    scores = outputs.read_scores(finished_run.workdir)
+    scores = results.read_scores(finished_run.workdir)
     np.testing.assert_allclose(detector.score(data.test_images)["score"], scores["test"][0],
                                rtol=1e-5)
     np.testing.assert_allclose(detector.score(data.train_images)["score"],

@@ -18,7 +18,7 @@ from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.data import image_files, phantom, pipeline
 from ae4ad_jax.data.preprocessing import conform
 from ae4ad_jax.serving import detector as detector_lib
-from ae4ad_jax.serving import exported
+from ae4ad_jax.serving import stablehlo
 from ae4ad_jax.serving.files import score_files
 from ae4ad_jax.training import loop
 from experiments import hostile_files
@@ -70,7 +70,7 @@ def test_fit_sets_the_threshold_from_held_out_normal_scores(fitted):
         loop.train_and_evaluate(fitted.detector.config, fitted.workdir, eval_only=True)
 
 
-def test_api_scores_round_trip_through_save_load_and_export(fitted, probe, tmp_path):
+def test_api_scores_round_trip_through_export_and_load(fitted, probe, tmp_path):
     scores = fitted.decision_function(probe)
     maps = fitted.anomaly_maps(probe)
     assert scores.shape == (40,) and maps.shape == (40, SIZE, SIZE)
@@ -78,17 +78,18 @@ def test_api_scores_round_trip_through_save_load_and_export(fitted, probe, tmp_p
     # the image score of the AE is the mean of its map
     np.testing.assert_allclose(scores, maps.mean(axis=(1, 2)), rtol=1e-5)
 
-    path = fitted.save(str(tmp_path / "saved"))
+    path = str(tmp_path / "saved")
+    assert fitted.export(path)["format"] == "workdir"
     loaded = AnomalyDetector.load(path)
     assert loaded.threshold_ == fitted.threshold_
     np.testing.assert_array_equal(loaded.decision_function(probe), scores)
     np.testing.assert_array_equal(loaded.decision_scores_, fitted.decision_scores_)
-    with pytest.raises(UserError, match="not empty"):
-        fitted.save(path)
+    with pytest.raises(UserError, match="is not an empty folder"):
+        fitted.export(path)
 
-    info = loaded.export(str(tmp_path / "scorer.bin"))
+    info = loaded.export(str(tmp_path / "ae.stablehlo"), "stablehlo")
     assert info["input"] == [64, SIZE, SIZE, 1]
-    artefact = exported.load_scorer(str(tmp_path / "scorer.bin"))(probe[..., None])
+    artefact = stablehlo.load_stablehlo(str(tmp_path / "ae.stablehlo"))(probe[..., None])
     np.testing.assert_allclose(artefact["score"], scores, rtol=1e-5)
     np.testing.assert_allclose(artefact["map"], maps, rtol=1e-5, atol=1e-7)
 
@@ -263,8 +264,8 @@ def test_code_scores_serve_through_the_api_save_and_the_score_command(fitted, pr
                                    detector.decision_scores_, rtol=1e-4, atol=1e-4)
         assert detector.threshold_ == pytest.approx(thresholds[variant])
     scores = detector.decision_function(probe)  # combined_code_density
-    saved = AnomalyDetector.load(detector.save(str(tmp_path / "saved")),
-                                 score="combined_code_density")
+    detector.export(str(tmp_path / "saved"))
+    saved = AnomalyDetector.load(str(tmp_path / "saved"), score="combined_code_density")
     np.testing.assert_array_equal(saved.decision_function(probe), scores)
     assert saved.threshold_ == detector.threshold_
 

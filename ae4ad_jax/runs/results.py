@@ -253,8 +253,8 @@ def read_code_models(workdir) -> dict | None:
     return members
 
 
-def write_member_outputs(workdir, index, epoch, out_dir) -> None:
-    """Member `index`'s outputs of `workdir` (its thresholds for the checkpoint of
+def write_member_results(workdir, index, epoch, out_dir) -> None:
+    """Member `index`'s results in `workdir` (its thresholds for the checkpoint of
     `epoch`, code model, final scores and summary row) written into `out_dir` as those of
     a one-member run; what the run did not write is left out."""
     row, saved = _member_thresholds(workdir, index, epoch)

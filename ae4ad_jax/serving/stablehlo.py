@@ -1,18 +1,18 @@
 """A trained member's scoring function as a serialised `jax.export` artefact (StableHLO),
-written by `python -m ae4ad_jax.scorer`.
+written by `python -m ae4ad_jax.export --format=stablehlo`.
 
 The artefact maps a batch of uint8 images [B, H, W, C] (B = the run's
 `eval.batch_size`, H, W, C as in training) to image scores [B] and anomaly maps
-[B, H, W], with the member's weights inside. `load_scorer` needs JAX and numpy
+[B, H, W], with the member's weights inside. `load_stablehlo` needs JAX and numpy
 only, not this package's training code: it pads any number of images to whole
 batches and cuts the padding off.
 
 The file: the line `MAGIC`, one JSON line (format, input shape and dtype, the
 payload's size and SHA-256), then the serialised export (with JAX alone:
-`jax.export.deserialize(data.split(b"\\n", 2)[2])`). `load_scorer` checks all of
+`jax.export.deserialize(data.split(b"\\n", 2)[2])`). `load_stablehlo` checks all of
 it, and the input's declared size against the caps, before deserialising: a damaged
 file is refused, and a tampered header cannot make a call allocate more than
-`MAX_BATCH` images. The checksum finds damage, not intent: a scorer is a program,
+`MAX_BATCH` images. The checksum finds damage, not intent: a StableHLO file is a program,
 so load one only from someone you trust (docs/detector.md, "Trust").
 """
 
@@ -35,8 +35,8 @@ FORMAT = 1
 HEADER_BYTES = 4096  # the JSON line is read only this far
 
 
-def export_scorer(workdir: str, index: int, out_path: str) -> dict:
-    """Writes member `index`'s scorer to `out_path`; returns what it takes and gives."""
+def export_stablehlo(workdir: str, index: int, out_path: str) -> dict:
+    """Writes member `index`'s scoring program to `out_path`; returns what it takes and gives."""
     detector = detector_lib.load(workdir, index)
     config, method, weights = detector.config, detector.method, detector.weights
     batch = config.eval.batch_size
@@ -54,27 +54,27 @@ def export_scorer(workdir: str, index: int, out_path: str) -> dict:
         exported = jax.export.export(jax.jit(score), platforms=PLATFORMS)(
             jax.ShapeDtypeStruct(shape, jnp.uint8))
     except Exception as error:  # a platform this program cannot be lowered for
-        raise UserError(f"Cannot export the scorer of {workdir} member {index}: "
+        raise UserError(f"Cannot export the scoring program of {workdir} member {index}: "
                         f"{str(error).splitlines()[0]}") from None
     payload = bytes(exported.serialize())
     header = {"format": FORMAT, "input": list(shape), "dtype": "uint8",
               "bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
     with files.atomic_path(out_path) as partial, open(partial, "wb") as f:
         f.write(MAGIC + json.dumps(header).encode() + b"\n" + payload)
-    return {**detector.member, "epoch": detector.epoch, "input": list(shape),
-            "dtype": "uint8"}
+    return {"member": detector.index, **detector.hparams, "epoch": detector.epoch,
+            "input": list(shape), "dtype": "uint8"}
 
 
 def _checked_payload(path, data):
-    """The serialised export inside a scorer file, and its input shape, after checking the
+    """The serialised export inside a StableHLO file, and its input shape, after checking the
     magic, the header, the size and the checksum."""
     def refuse(why):
-        raise UserError(f"{path} is not a usable scorer: {why}. Export it again with "
-                        "`python -m ae4ad_jax.scorer`.")
+        raise UserError(f"{path} is not a usable StableHLO file: {why}. Export it again "
+                        "with `python -m ae4ad_jax.export --format=stablehlo`.")
 
     if not data.startswith(MAGIC):
-        refuse("it does not start as a scorer file does (damaged, another kind of file, or "
-               "exported before scorers carried a checksum)")
+        refuse("it does not start as a StableHLO file of ae4ad-jax does (damaged, another "
+               "kind of file, or exported before these files carried a checksum)")
     end = data.find(b"\n", len(MAGIC), len(MAGIC) + HEADER_BYTES)
     try:
         header = json.loads(data[len(MAGIC):end]) if end > 0 else None
@@ -96,7 +96,7 @@ def _checked_payload(path, data):
     return payload, shape
 
 
-def load_scorer(path: str):
+def load_stablehlo(path: str):
     """`score(images) -> {"score": [N], "map": [N, H, W]}` for uint8 images [N, H, W, C]."""
     try:
         with open(path, "rb") as f:
@@ -107,13 +107,13 @@ def load_scorer(path: str):
     exported = jax.export.deserialize(bytearray(payload))
     declared = exported.in_avals[0]
     if tuple(declared.shape) != shape or declared.dtype != jnp.uint8:
-        raise UserError(f"{path} is not a usable scorer: its program takes {declared.dtype} "
-                        f"{declared.shape}, its header says uint8 {shape}.")
+        raise UserError(f"{path} is not a usable StableHLO file: its program takes "
+                        f"{declared.dtype} {declared.shape}, its header says uint8 {shape}.")
 
     def score(images):
         images = np.asarray(images)
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != shape[1:]:
-            raise ValueError(f"The scorer takes uint8 images [N, {shape[1]}, {shape[2]}, "
+            raise ValueError(f"This StableHLO file takes uint8 images [N, {shape[1]}, {shape[2]}, "
                              f"{shape[3]}], got {images.dtype} {images.shape}.")
         n, batch = len(images), shape[0]
         padded = np.zeros((-(-n // batch) * batch,) + shape[1:], np.uint8)
