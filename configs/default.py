@@ -86,10 +86,10 @@ def get_config():
                                                  false_positive_rate=0.05, code_knn_k=5))
     config.phantom = ml_collections.ConfigDict(dict(
         num_train=3000, num_test_normal=500, num_test_abnormal=500, seed=0))
-    # Devices (ae4ad_jax/parallel/sharding.py): "mesh" (jit over a device mesh), "pmap", or "none"
-    # (the first device only). mesh_shape = (members, data) splits the ensemble's members
-    # over the first axis and each batch over the second; () chooses it from the member
-    # count and the device count. Neither changes results.
+    # Devices (ae4ad_jax/parallel/mesh.py and programs.py): "mesh" (jit over a device mesh),
+    # "pmap", or "none" (the first device only). mesh_shape = (members, data) splits the
+    # ensemble's members over the first axis and each batch over the second; () chooses it
+    # from the member count and the device count. Neither changes results.
     config.parallelism = "mesh"
     config.mesh_shape = ()
     # Many processes (ae4ad_jax/parallel/distributed.py): set here, or read from what Cloud TPU,

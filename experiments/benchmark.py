@@ -47,7 +47,7 @@ from absl import app, flags
 from ae4ad_jax.evaluation import scoring
 from ae4ad_jax.methods import registry
 from ae4ad_jax.nets import cpu_kernels, layers
-from ae4ad_jax.parallel import execution, sharding
+from ae4ad_jax.parallel import execution, mesh
 from ae4ad_jax.training import memory
 from ae4ad_jax.training import state as train_state
 from ae4ad_jax.training import step as train_step
@@ -121,8 +121,8 @@ def jax_trainer(config, num_members, steps=None):
                [{"latent_size": LATENT_SIZES[i % 8], "seed": i // 8} for i in range(num_members)])
     state = train_state.create_train_state(config, method, members)
     shape = (BATCH * steps, config.image_size, config.image_size, config.channels)
-    images = sharding.place_rows(np.random.default_rng(0).integers(0, 256, shape, np.uint8),
-                                 sharding.single_device())
+    images = mesh.place_rows(np.random.default_rng(0).integers(0, 256, shape, np.uint8),
+                                 mesh.single_device())
     plan = execution.plan_execution(config)
     needs = []
     plan = execution.fit_to_memory(plan, num_members, lambda: needs.append(memory.memory_need(
@@ -152,8 +152,8 @@ def jax_scorer(config, num_images=None):
     plan = execution.plan_execution(config)
     shape = (num_images or FLAGS.eval_images, config.image_size, config.image_size,
              config.channels)
-    images = sharding.place_rows(np.random.default_rng(1).integers(0, 256, shape, np.uint8),
-                                 sharding.single_device())
+    images = mesh.place_rows(np.random.default_rng(1).integers(0, 256, shape, np.uint8),
+                                 mesh.single_device())
 
     def run():
         scoring.score_members(scoring.scoring_weights(state), images,

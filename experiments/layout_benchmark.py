@@ -23,7 +23,7 @@ from absl import app, flags
 from ae4ad_jax.evaluation import scoring
 from ae4ad_jax.methods import registry
 from ae4ad_jax.nets import cpu_kernels
-from ae4ad_jax.parallel import execution, sharding
+from ae4ad_jax.parallel import execution, mesh
 from ae4ad_jax.training.state import create_train_state
 from ae4ad_jax.training.step import train_epoch
 from configs import default
@@ -38,15 +38,14 @@ BATCH = 64
 
 def _layouts():
     devices = jax.devices()
-    layouts = {"none": sharding.single_device(),
-               "mesh 1x1": sharding.Layout(jax.sharding.Mesh(
-                   np.asarray(devices[:1]).reshape(1, 1), (sharding.MEMBER, sharding.DATA)),
+    layouts = {"none": mesh.single_device(),
+               "mesh 1x1": mesh.Layout(jax.sharding.Mesh(
+                   np.asarray(devices[:1]).reshape(1, 1), (mesh.MEMBER, mesh.DATA)),
                    "mesh")}
     if len(devices) > 1:
-        mesh = jax.sharding.Mesh(np.asarray(devices).reshape(1, -1),
-                                 (sharding.MEMBER, sharding.DATA))
-        layouts[f"mesh 1x{len(devices)}"] = sharding.Layout(mesh, "mesh")
-        layouts[f"pmap 1x{len(devices)}"] = sharding.Layout(mesh, "pmap")
+        row = jax.sharding.Mesh(np.asarray(devices).reshape(1, -1), (mesh.MEMBER, mesh.DATA))
+        layouts[f"mesh 1x{len(devices)}"] = mesh.Layout(row, "mesh")
+        layouts[f"pmap 1x{len(devices)}"] = mesh.Layout(row, "pmap")
     return layouts
 
 
@@ -54,13 +53,13 @@ def _runners(config, layout):
     """(train FLAGS.steps steps, score FLAGS.eval_images images) on `layout`."""
     method = registry.create(config)
     plan = execution.plan_execution(config)
-    state = sharding.place(create_train_state(config, method, [
-        {"latent_size": 16, "seed": 0}]), layout, sharding.MEMBERS)
+    state = mesh.place(create_train_state(config, method, [
+        {"latent_size": 16, "seed": 0}]), layout, mesh.MEMBERS)
     rng = np.random.default_rng(0)
     shape = (config.image_size, config.image_size, config.channels)
-    rows = sharding.place_rows(rng.integers(0, 256, (BATCH * FLAGS.steps,) + shape, np.uint8),
+    rows = mesh.place_rows(rng.integers(0, 256, (BATCH * FLAGS.steps,) + shape, np.uint8),
                                layout)
-    test = sharding.place_rows(rng.integers(0, 256, (FLAGS.eval_images,) + shape, np.uint8),
+    test = mesh.place_rows(rng.integers(0, 256, (FLAGS.eval_images,) + shape, np.uint8),
                                layout)
     box = {"state": state, "epoch": 0}
 

@@ -9,7 +9,7 @@
 The grid is datasets x methods x latent sizes x seeds x entropy weights. Each
 (dataset, method) pair is one job: its latent sizes, seeds and entropy weights
 are the members of one ensemble, trained together in one program whose mesh
-(ae4ad_jax/parallel/sharding.py) spreads the members, then the batch, over every chip of
+(ae4ad_jax/parallel/mesh.py) spreads the members, then the batch, over every chip of
 the target. Without --dry_run, the script writes OUT/launch_<target>.sh (and
 runs it for --target=local). The cost estimate is computed from XLA's FLOP
 count of the train step and of scoring, the datasets' sizes and epochs, and
@@ -27,7 +27,7 @@ from absl import app, flags
 from ae4ad_jax.core import datasets
 from ae4ad_jax.core.errors import REQUEUE_STATUS, UserError, exit_on_user_error
 from ae4ad_jax.core.logs import quiet_library_logs
-from ae4ad_jax.parallel import sharding
+from ae4ad_jax.parallel import mesh
 
 
 def _dataset_facts() -> dict:
@@ -221,7 +221,7 @@ def print_plan(jobs, target, accelerator):
           f"devices, stated peak {peak / 1e12:g} TFLOP/s per device)")
     total_flops, total_hours = 0.0, 0.0
     for job in jobs:
-        shape = sharding.choose_mesh_shape(job.members, devices, 64)
+        shape = mesh.choose_mesh_shape(job.members, devices, 64)
         flops = job_flops(job)
         hours = flops / (devices * peak * ASSUMED_UTILISATION) / 3600
         total_flops, total_hours = total_flops + flops, total_hours + hours

@@ -18,7 +18,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from ae4ad_jax.nets import cpu_kernels  # noqa: E402
-from ae4ad_jax.parallel import sharding  # noqa: E402
+from ae4ad_jax.parallel import programs  # noqa: E402
 
 cpu_kernels.apply_xla_cpu_flags()  # as the command-line entry points do
 # One cache folder per test run, shared by pytest-xdist's workers (the same run id).
@@ -61,7 +61,7 @@ def _free_compiled_programs():
     compiled kernel into memory; a whole suite's worth of live programs exceeds Linux's
     limit on memory mappings (vm.max_map_count, 65530) and the compiler then crashes."""
     yield
-    sharding.clear_programs()
+    programs.clear_programs()
     jax.clear_caches()
 
 
@@ -99,6 +99,6 @@ def finished_run(tfds_dir, tmp_path_factory):
     config.tfds_dir = tfds_dir
     workdir = str(tmp_path_factory.mktemp("finished") / "run")
     summary = loop.train_and_evaluate(config, workdir)
-    sharding.clear_programs()
+    programs.clear_programs()
     jax.clear_caches()
     return FinishedRun(config, workdir, summary)

@@ -1,8 +1,8 @@
 """Shared basics every layer may use: the user-error type (`errors.py`), progress lines
 (`progress.py`), logging (`logs.py`), batch arithmetic (`batching.py`), atomic file writes
-(`files.py`), declared settings (`settings.py`), the processes of a run waiting for each
-other (`hosts.py`), pytree path names (`trees.py`), and the datasets' facts
-(`datasets.py`).
+(`files.py`), declared settings (`settings.py`), the processes of a run: the writer, a
+shared text, waiting for each other (`hosts.py`), pytree path names (`trees.py`), and the
+datasets' facts (`datasets.py`).
 
 May import: nothing from the package.
 Libraries: absl, jax, numpy, pydicom, tensorflow_datasets (logs.py quiets their loggers).

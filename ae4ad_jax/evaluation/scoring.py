@@ -1,5 +1,5 @@
 """Scoring on the device: every member's anomaly maps, scores and codes of a set of images,
-jit-compiled, batched and padded, on any layout (`parallel.sharding`).
+jit-compiled, batched and padded, on any layout (`parallel.mesh`, `parallel.programs`).
 
 Training's evaluation, the detector, the score command and the StableHLO export all
 score through `score_images`, so a model scores the same wherever it runs.
@@ -15,7 +15,7 @@ from ae4ad_jax.core import batching
 from ae4ad_jax.data.preprocessing import to_float
 from ae4ad_jax.methods import contract, parts
 from ae4ad_jax.methods.contract import row_keys
-from ae4ad_jax.parallel import ensemble, execution, sharding
+from ae4ad_jax.parallel import ensemble, execution, mesh, programs
 
 
 def forward_fn(method, weights):
@@ -98,7 +98,7 @@ def score_images(weights, images, first=0, *, method, batch_size, with_maps, low
 
 def device_scores(weights, images, *, method, batch_size, with_maps, lowering, data_shards):
     """This device's members' scores of its rows (the per-device program)."""
-    first = jax.lax.axis_index(sharding.DATA) * images.shape[0] if data_shards > 1 else 0
+    first = jax.lax.axis_index(mesh.DATA) * images.shape[0] if data_shards > 1 else 0
     return score_images(weights, images, jnp.int32(first), method=method,
                                  batch_size=batch_size, with_maps=with_maps, lowering=lowering)
 
@@ -107,15 +107,15 @@ def score_members(weights, rows, *, batch_size, method, plan, layout=None, with_
     """Every member's scores of `rows` (placed, or a host uint8 array) by the members'
     `weights` (`scoring_weights`), in batches of `batch_size` images, on the host: arrays
     [M, N] (maps [M, N, H, W])."""
-    layout = layout or sharding.single_device()
-    if not isinstance(rows, sharding.Rows):
-        rows = sharding.place_rows(np.asarray(rows), layout)
-    score = sharding.distribute(
-        device_scores, layout, (sharding.MEMBERS, sharding.ROWS), sharding.MEMBER_ROWS,
+    layout = layout or mesh.single_device()
+    if not isinstance(rows, mesh.Rows):
+        rows = mesh.place_rows(np.asarray(rows), layout)
+    score = programs.distribute(
+        device_scores, layout, (mesh.MEMBERS, mesh.ROWS), mesh.MEMBER_ROWS,
         method=method, with_maps=with_maps, lowering=plan.lowering, data_shards=layout.data,
         batch_size=batching.num_batches(batch_size, layout.data))
 
-    scores = sharding.to_host(ensemble.in_chunks(
+    scores = mesh.to_host(ensemble.in_chunks(
         lambda chunk: score(chunk, rows.images), weights,
         execution.members_per_program(plan, layout)))
     return jax.tree_util.tree_map(lambda x: x[:, :rows.count], scores)

@@ -24,7 +24,7 @@ from ae4ad_jax.data import pipeline
 from ae4ad_jax.evaluation import evaluator, scoring
 from ae4ad_jax.methods import registry
 from ae4ad_jax.nets.layers import count_params
-from ae4ad_jax.parallel import ensemble, execution, sharding
+from ae4ad_jax.parallel import ensemble, execution, mesh
 from ae4ad_jax.reporting import build, figures, page
 from ae4ad_jax.runs import checkpoints, lock, manifest, results
 from ae4ad_jax.runs import workdir as workdir_lib
@@ -90,7 +90,7 @@ def _stop(stop, manager, workdir, state, step_metrics, epoch, position, steps_pe
     else:
         step = (epoch - 1) * steps_per_epoch + position
         saved = checkpoints.save_stopped(workdir, state, step,
-                                         sharding.to_host(step_metrics))
+                                         mesh.to_host(step_metrics))
         where = f"at step {position} of {steps_per_epoch} of epoch {epoch} (step {step})"
     raise preemption.Stopped(
         f"Stopped by {stop.signal_name} {where}, {stop.seconds_since_signal():.1f} s after "
@@ -105,8 +105,8 @@ def _load_for_run(config, workdir, eval_only, data=None):
     `data` (a `pipeline.Data` in memory) replaces the config's dataset.
     """
     members = ensemble.member_hparams(config)
-    layout = sharding.create_layout(config, len(members))
-    if sharding.is_primary():
+    layout = mesh.create_layout(config, len(members))
+    if hosts.is_primary():
         workdir_lib.prepare_workdir(workdir, config, must_exist=eval_only)
         if data is None:
             pipeline.prepare(config)
@@ -115,7 +115,7 @@ def _load_for_run(config, workdir, eval_only, data=None):
     if data is None:
         data = pipeline.load(config)
     checks.check_data(data, config)
-    placed = {split: sharding.place_rows(images, layout) for split, images in
+    placed = {split: mesh.place_rows(images, layout) for split, images in
               (("train", data.train_images), ("val", data.val_images),
                ("test", data.test_images)) if len(images)}
     return method, members, layout, data, placed
@@ -146,14 +146,14 @@ def workdir_lock(workdir, take_over=False, must_exist=False):
     """Holds the workdir's lock (`runs/lock.py`), taken by process 0; every process learns
     whether it got it. Nothing is locked in a workdir that must exist and does not."""
     path, problem = None, ""
-    if sharding.is_primary() and not (must_exist and not os.path.isdir(workdir or ".")):
+    if hosts.is_primary() and not (must_exist and not os.path.isdir(workdir or ".")):
         try:
             path = lock.acquire(workdir, take_over=take_over)
         except UserError as error:
             problem = str(error)
-    problem = sharding.broadcast_text(problem)
+    problem = hosts.broadcast_text(problem)
     if problem:
-        raise UserError(problem if sharding.is_primary()
+        raise UserError(problem if hosts.is_primary()
                         else f"Process 0 could not lock the workdir: {problem}")
     try:
         yield
@@ -165,13 +165,13 @@ def workdir_lock(workdir, take_over=False, must_exist=False):
 def _train_and_evaluate(config, workdir, eval_only, data, stop):
     start_time = time.time()
     method, members, layout, data, placed = _load_for_run(config, workdir, eval_only, data)
-    state = sharding.place(create_train_state(config, method, members), layout,
-                           sharding.MEMBERS)
+    state = mesh.place(create_train_state(config, method, members), layout,
+                           mesh.MEMBERS)
     steps_per_epoch = batching.num_batches(data.train_images.shape[0], config.batch_size)
     manager = checkpoints.create_manager(workdir, config.checkpoints_to_keep)
     state, start_epoch, position, earlier, stopped = _resume_point(
         manager, state, workdir, eval_only, steps_per_epoch, layout)
-    writer = results.Writer(workdir, members, start_epoch, enabled=sharding.is_primary())
+    writer = results.Writer(workdir, members, start_epoch, enabled=hosts.is_primary())
     plan = _plan(config, state, method, members, layout, placed, data)
     last_saved, rows = start_epoch, None
     clock = EpochClock(start_epoch)
@@ -185,7 +185,7 @@ def _train_and_evaluate(config, workdir, eval_only, data, stop):
             if position < steps_per_epoch:
                 _stop(stop, manager, workdir, state, step_metrics, epoch, position,
                       steps_per_epoch, last_saved)
-            losses = sharding.to_host(step_metrics["loss"])  # [M, steps]
+            losses = mesh.to_host(step_metrics["loss"])  # [M, steps]
             _check_finite(losses, epoch, steps_per_epoch, last_saved, workdir)
             seconds = time.time() - epoch_start
             writer.write_train(epoch, losses.mean(axis=1),
@@ -226,7 +226,7 @@ def _resume_point(manager, state, workdir, eval_only, steps_per_epoch, layout):
     if stopped is not None and not eval_only:
         state, step, earlier = stopped
         start_epoch, position = divmod(step, steps_per_epoch)
-        state = sharding.place(state, layout, sharding.MEMBERS)
+        state = mesh.place(state, layout, mesh.MEMBERS)
         log(f"Resuming epoch {start_epoch + 1} at step {position + 1} of {steps_per_epoch} "
             "from the checkpoint of a stopped run.")
     if eval_only and start_epoch == 0:
@@ -253,7 +253,7 @@ def _save(manager, epoch, state, workdir, stopped):
     checkpoints.save(manager, epoch, state)
     if stopped is not None:
         checkpoints.wait(manager)
-        if sharding.is_primary():
+        if hosts.is_primary():
             checkpoints.remove_stopped(workdir)
     return None
 
@@ -263,10 +263,10 @@ def _write_outputs(config, workdir, members, evaluation, state, data, method, la
     """summary.json, thresholds, code models, scores, examples and the report (process 0)
     of the last `evaluation` (rows, scores, code models); returns the summary."""
     rows, scores, models = evaluation
-    first = sharding.to_host(ensemble.slice_members(state, 0, 1))
+    first = mesh.to_host(ensemble.slice_members(state, 0, 1))
     summary = results.summarize(config, members, rows, count_params(ensemble.take(
         first.params, 0)), seconds)
-    if not sharding.is_primary():
+    if not hosts.is_primary():
         return summary
     summary["manifest"] = manifest.create_manifest(data)
     results.write_summary(workdir, summary)

@@ -17,7 +17,7 @@ import numpy as np
 from ae4ad_jax.core import batching
 from ae4ad_jax.data.preprocessing import to_float
 from ae4ad_jax.methods import contract
-from ae4ad_jax.parallel import ensemble, execution, sharding
+from ae4ad_jax.parallel import ensemble, execution, mesh, programs
 from ae4ad_jax.training.state import TrainState
 
 
@@ -82,11 +82,11 @@ def gather_batch(images, indices, data_shards: int):
     if data_shards == 1:
         return to_float(images[indices])
     block = images.shape[0]
-    local = indices - jax.lax.axis_index(sharding.DATA) * block
+    local = indices - jax.lax.axis_index(mesh.DATA) * block
     held = (local >= 0) & (local < block)
     rows = to_float(images[jnp.clip(local, 0, block - 1)])
     rows = jnp.where(held[..., None, None, None], rows, 0.0)
-    return jax.lax.psum_scatter(rows, sharding.DATA, scatter_dimension=1, tiled=True)
+    return jax.lax.psum_scatter(rows, mesh.DATA, scatter_dimension=1, tiled=True)
 
 
 def local_rows(values, data_shards: int):
@@ -94,7 +94,7 @@ def local_rows(values, data_shards: int):
     if data_shards == 1:
         return values
     size = values.shape[1] // data_shards
-    return jax.lax.dynamic_slice_in_dim(values, jax.lax.axis_index(sharding.DATA) * size,
+    return jax.lax.dynamic_slice_in_dim(values, jax.lax.axis_index(mesh.DATA) * size,
                                         size, axis=1)
 
 
@@ -103,7 +103,7 @@ def device_steps(state, images, indices, weights, first, *, method, lowering, nu
     """Steps first .. first + num_steps - 1 of this device's members (the per-device
     program): `images` this device's rows, `indices` and `weights` [M, steps, B]. Returns
     the state and metrics [M, num_steps]."""
-    axis_name = sharding.DATA if data_shards > 1 else None
+    axis_name = mesh.DATA if data_shards > 1 else None
     step_fn = ensemble.over_members(functools.partial(train_step, method=method,
                                                       axis_name=axis_name), lowering)
 
@@ -135,8 +135,8 @@ def _after_epoch(state, metrics, epoch, *, method):
 
 
 def _chunk_batches(state, rows, epoch, *, batch_size, layout):
-    batches = sharding.distribute(plan_epoch, layout, (sharding.MEMBERS, sharding.REPLICATED),
-                                  sharding.MEMBERS, num_images=rows.count,
+    batches = programs.distribute(plan_epoch, layout, (mesh.MEMBERS, mesh.REPLICATED),
+                                  mesh.MEMBERS, num_images=rows.count,
                                   batch_size=batch_size)
     return batches(state, jnp.int32(epoch))
 
@@ -154,7 +154,7 @@ def run_epoch(state, rows, epoch, *, method, batch_size, plan, layout=None, star
     """Steps `start` .. the end of one epoch for all members: (new state, per-step metrics
     [M, steps of the epoch so far], the position reached in the epoch).
 
-    `rows` is the training set placed on the layout (`sharding.place_rows`; a host array
+    `rows` is the training set placed on the layout (`mesh.place_rows`; a host array
     is placed here), and so is `state` (on one process a state elsewhere is placed here).
     Members go through in chunks of `plan.chunk` per device, every chunk one program
     further before the next program starts, so all members stand at one position.
@@ -163,11 +163,11 @@ def run_epoch(state, rows, epoch, *, method, batch_size, plan, layout=None, star
     True the epoch ends there, unfinished (position < steps of the epoch), and the
     method's edit after an epoch is not applied.
     """
-    layout = layout or sharding.single_device()
-    if not isinstance(rows, sharding.Rows):
-        rows = sharding.place_rows(np.asarray(rows), layout)
+    layout = layout or mesh.single_device()
+    if not isinstance(rows, mesh.Rows):
+        rows = mesh.place_rows(np.asarray(rows), layout)
     if jax.process_count() == 1:  # a state not yet on the layout is placed once, here,
-        state = sharding.place(state, layout, sharding.MEMBERS)  # not recompiled for later
+        state = mesh.place(state, layout, mesh.MEMBERS)  # not recompiled for later
     size = execution.members_per_program(plan, layout)
     parts = (list(ensemble.chunks(state, size)) if 0 < size < ensemble.num_members(state)
              else [state])
@@ -182,9 +182,9 @@ def run_epoch(state, rows, epoch, *, method, batch_size, plan, layout=None, star
         if stop is not None and stop():
             break
         num_steps = min(per_program, total - position)
-        step = sharding.distribute(
-            device_steps, layout, (sharding.MEMBERS, sharding.ROWS, sharding.MEMBERS,
-                                   sharding.MEMBERS, sharding.REPLICATED), sharding.MEMBERS,
+        step = programs.distribute(
+            device_steps, layout, (mesh.MEMBERS, mesh.ROWS, mesh.MEMBERS,
+                                   mesh.MEMBERS, mesh.REPLICATED), mesh.MEMBERS,
             donate=plan.donate, method=method, lowering=plan.lowering, num_steps=num_steps,
             data_shards=layout.data)
         outputs = [step(part, rows.images, indices, weights, jnp.int32(position))
@@ -195,7 +195,7 @@ def run_epoch(state, rows, epoch, *, method, batch_size, plan, layout=None, star
         position += num_steps
     state = parts[0] if len(parts) == 1 else ensemble.concatenate(parts)
     if earlier:
-        collected.insert(0, sharding.place(earlier, layout, sharding.MEMBERS))
+        collected.insert(0, mesh.place(earlier, layout, mesh.MEMBERS))
     if not collected:
         return state, {}, position
     metrics = collected[0] if len(collected) == 1 else ensemble.concatenate(collected, 1)

@@ -34,16 +34,16 @@ from ae4ad_jax.core.errors import UserError  # noqa: E402
 from ae4ad_jax.evaluation import scoring  # noqa: E402
 from ae4ad_jax.methods import registry  # noqa: E402
 from ae4ad_jax.nets import cpu_kernels  # noqa: E402
-from ae4ad_jax.parallel import ensemble, execution, sharding  # noqa: E402
+from ae4ad_jax.parallel import ensemble, execution, mesh, programs  # noqa: E402
 from ae4ad_jax.runs import checkpoints  # noqa: E402
 from ae4ad_jax.training import step  # noqa: E402
 from ae4ad_jax.training.state import create_train_state  # noqa: E402
 
 
 def _layout(shape, form):
-    return sharding.Layout(jax.sharding.Mesh(
+    return mesh.Layout(jax.sharding.Mesh(
         np.asarray(jax.devices()[:shape[0] * shape[1]]).reshape(shape),
-        (sharding.MEMBER, sharding.DATA)), form)
+        (mesh.MEMBER, mesh.DATA)), form)
 
 
 def _with_sgd(state, lr):
@@ -53,12 +53,12 @@ def _with_sgd(state, lr):
 
 
 def _train(state, method, layout, plan, images, epochs, batch):
-    rows = sharding.place_rows(images, layout)
+    rows = mesh.place_rows(images, layout)
     losses = []
     for epoch in epochs:
         state, metrics = step.train_epoch(state, rows, epoch, method=method, batch_size=batch,
                                           plan=plan, layout=layout)
-        losses.append(sharding.to_host(metrics["loss"]))
+        losses.append(mesh.to_host(metrics["loss"]))
     return state, losses
 
 
@@ -81,7 +81,7 @@ def _layout_config():
 
 
 def _results(state, losses, scores):
-    host = sharding.to_host(state)
+    host = mesh.to_host(state)
     leaves = jax.tree_util.tree_leaves((host.params, host.batch_stats))
     return {"losses": np.concatenate(losses, axis=1), "score": scores["score"],
             "z": scores["z"], **{f"leaf{i}": leaf for i, leaf in enumerate(leaves)}}
@@ -90,8 +90,8 @@ def _results(state, losses, scores):
 def _run(config, members, layout, plan, images, test_images, checkpoint_dir):
     """Two epochs; the state after the first is checkpointed in `checkpoint_dir`."""
     method = registry.create(config)
-    state = sharding.place(_with_sgd(create_train_state(config, method, members), 0.05),
-                           layout, sharding.MEMBERS)
+    state = mesh.place(_with_sgd(create_train_state(config, method, members), 0.05),
+                           layout, mesh.MEMBERS)
     state, first = _train(state, method, layout, plan, images, [1], BATCH)
     manager = checkpoints.create_manager(checkpoint_dir)
     checkpoints.save(manager, 1, state)
@@ -104,8 +104,8 @@ def _run(config, members, layout, plan, images, test_images, checkpoint_dir):
 def _resume(config, members, layout, plan, images, test_images, checkpoint_dir):
     """The second epoch from another layout's checkpoint of the first."""
     method = registry.create(config)
-    target = sharding.place(_with_sgd(create_train_state(config, method, members), 0.05),
-                            layout, sharding.MEMBERS)
+    target = mesh.place(_with_sgd(create_train_state(config, method, members), 0.05),
+                            layout, mesh.MEMBERS)
     manager = checkpoints.create_manager(checkpoint_dir)
     state, epoch = checkpoints.restore_or_keep(manager, target, checkpoint_dir)
     assert epoch == 1
@@ -185,13 +185,13 @@ def _family_config(name):
 def _family_run(config, members, layout, images, test_images):
     method = registry.create(config)
     state = create_train_state(config, method, members)
-    state = sharding.place(_with_sgd(state, LEARNING_RATES.get(config.method, 0.05)), layout,
-                           sharding.MEMBERS)
+    state = mesh.place(_with_sgd(state, LEARNING_RATES.get(config.method, 0.05)), layout,
+                           mesh.MEMBERS)
     plan = execution.Plan(kernels="xla", lowering="vmap", loop="host", donate=False, chunk=0)
     state, losses = _train(state, method, layout, plan, images,
                            range(1, FAMILY_EPOCHS + 1), FAMILY_BATCH)
     scores = _scores(state, method, layout, plan, test_images, FAMILY_BATCH)
-    host = sharding.to_host(state)
+    host = mesh.to_host(state)
     results = []
     for m, member in enumerate(members):
         one = ensemble.take(host, m)
@@ -226,7 +226,7 @@ def refuse_a_batch_that_does_not_split(out):
     config = _layout_config()
     config.batch_size, config.mesh_shape = 12, (1, 8)
     try:
-        sharding.create_layout(config, 1)
+        mesh.create_layout(config, 1)
         message = "accepted"
     except UserError as error:
         message = str(error)
@@ -240,7 +240,7 @@ def main(out, names):
     assert len(jax.devices()) == 8, jax.devices()
     refuse_a_batch_that_does_not_split(out)
     run_layouts(out)
-    sharding.clear_programs()
+    programs.clear_programs()
     jax.clear_caches()
     run_family(out, names)
 

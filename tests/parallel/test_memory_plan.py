@@ -11,7 +11,7 @@ import pytest
 
 from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.methods import registry
-from ae4ad_jax.parallel import execution, sharding
+from ae4ad_jax.parallel import execution, mesh
 from ae4ad_jax.training import loop, memory
 from ae4ad_jax.training import state as state_lib
 from ae4ad_jax.training import step as train_step
@@ -111,7 +111,7 @@ def accelerator_run():
     method = registry.create(config)
     state = state_lib.create_train_state(config, method, [
         {"latent_size": 4, "seed": seed} for seed in range(4)])
-    rows = sharding.place_rows(jnp.zeros((96, 32, 32, 1), jnp.uint8), sharding.single_device())
+    rows = mesh.place_rows(jnp.zeros((96, 32, 32, 1), jnp.uint8), mesh.single_device())
     need = memory.memory_need(state, config, method, execution.plan_execution(config),
                               {"test": 96}, with_maps=True)
     return config, method, state, rows, need

@@ -19,7 +19,7 @@ import pytest
 
 from ae4ad_jax import main
 from ae4ad_jax.core.errors import UserError, exit_on_user_error
-from ae4ad_jax.parallel import distributed, sharding
+from ae4ad_jax.parallel import distributed, mesh
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TIMEOUT_S = 900
@@ -126,7 +126,7 @@ def test_eight_devices_compute_what_one_device_computes(tmp_path):
     (3, 8, 64, (1, 8)), (1, 8, 4, None), (1, 1, 64, (1, 1))])
 def test_mesh_shape_is_chosen_from_members_devices_and_batch(members, devices, batch,
                                                               expected):
-    assert sharding.choose_mesh_shape(members, devices, batch) == expected
+    assert mesh.choose_mesh_shape(members, devices, batch) == expected
 
 
 @pytest.mark.parametrize("shape, members, batch, words", [
@@ -136,7 +136,7 @@ def test_mesh_shape_is_chosen_from_members_devices_and_batch(members, devices, b
     ((8,), 8, 32, "(members, data)")])
 def test_bad_mesh_shapes_are_refused(shape, members, batch, words):
     with pytest.raises(UserError) as error:
-        sharding.check_mesh_shape(shape, 8, members, batch)
+        mesh.check_mesh_shape(shape, 8, members, batch)
     assert words in str(error.value)
 
 

@@ -1,4 +1,4 @@
-"""Where a run's arrays live: the (member, data) device mesh, placement, and step wrappers.
+"""Where a run's arrays live: the (member, data) device mesh, its choice, and placement.
 
 Every run is laid out on a 2-D mesh of devices with axes `member` and `data`;
 one device is a mesh of one. Ensemble members are split over `member`, each
@@ -13,19 +13,14 @@ member's batch over `data`:
 
 A per-device function sees its local block and uses collectives over `data`
 (gradients, the loss's sums and row counts, BatchNorm statistics, the latent
-codes of the entropy term). It is wrapped by `jax.jit` of `jax.shard_map`
-(form "mesh", the default), by `jax.pmap` over the data axis (form "pmap",
-whose member axis is 1: this JAX's pmap does not nest), or, on one device, by
-`jax.jit` alone (form "none": the block is the whole array). All take and return
-the same global arrays (`NamedSharding` on the mesh), so the trainer does not
-know which form runs.
+codes of the entropy term); `programs.py` runs it over the global arrays
+(`NamedSharding` on the mesh) in the layout's form: "mesh" (shard_map, the
+default), "pmap", or "none" (one device).
 """
 
 import dataclasses
-import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import struct
 from jax.experimental import multihost_utils
@@ -139,9 +134,6 @@ def check_mesh_shape(shape, num_devices, num_members, batch_size):
                         f"is a multiple of {n}.")
 
 
-# ----------------------------------------------------------------------------- placement
-
-
 def place(tree, layout: Layout, spec):
     """Host or device arrays (the same on every process) as global arrays split by `spec`."""
     sharding = layout.sharding(spec)
@@ -186,87 +178,3 @@ def to_host(tree):
     if jax.process_count() == 1:
         return jax.device_get(tree)
     return multihost_utils.process_allgather(tree, tiled=True)
-
-
-def is_primary() -> bool:
-    """Process 0 writes logs, metrics, checkpoints' metadata and reports."""
-    return jax.process_index() == 0
-
-
-def broadcast_text(text: str, limit: int = 4096) -> str:
-    """Process 0's `text` (its first `limit` bytes) on every process."""
-    if jax.process_count() == 1:
-        return text
-    data = np.zeros(limit, np.uint8)
-    encoded = text.encode()[:limit]
-    data[:len(encoded)] = np.frombuffer(encoded, np.uint8)
-    received = np.asarray(multihost_utils.broadcast_one_to_all(data))
-    return received.tobytes().rstrip(b"\0").decode(errors="replace")
-
-
-# ----------------------------------------------------------------------------- wrappers
-
-
-def distribute(fn, layout: Layout, in_specs: tuple, out_specs, donate: bool = False,
-               **static):
-    """`fn(*local blocks, **static)` run on every device of the layout, as one program over
-    global arrays; `donate` lets it reuse the first argument's buffers."""
-    key = tuple(sorted(static.items()))
-    return _distributed(fn, layout, in_specs, out_specs, donate, key)
-
-
-@functools.lru_cache(maxsize=64)  # programs of older runs in one process are freed
-def _distributed(fn, layout, in_specs, out_specs, donate, static):
-    body = functools.partial(fn, **dict(static))
-    if layout.form == "none":  # one device: the block is the whole array
-        return jax.jit(body, donate_argnums=0 if donate else ())
-    if layout.form == "mesh":
-        mapped = jax.shard_map(body, mesh=layout.mesh, in_specs=in_specs,
-                               out_specs=out_specs, check_vma=False)
-        return jax.jit(mapped, donate_argnums=0 if donate else ())
-    devices = list(layout.mesh.devices.ravel())
-    mapped = jax.pmap(body, axis_name=DATA, devices=devices,
-                      donate_argnums=0 if donate else ())
-    per_device = NamedSharding(Mesh(np.asarray(devices), (DATA,)), P(DATA))  # pmap's layout
-    to_grid = jax.jit(lambda args: [_over(_to_grid, a, s, layout.data)
-                                    for a, s in zip(args, in_specs, strict=True)],
-                      out_shardings=per_device)
-    from_grid = jax.jit(lambda out: _over(_from_grid, out, out_specs, layout.data))
-
-    def run(*args):
-        return from_grid(mapped(*to_grid(args)))
-
-    return run
-
-
-def clear_programs() -> None:
-    """Drops the wrapped programs (and with them their compiled executables)."""
-    _distributed.cache_clear()
-
-
-def _over(convert, tree, spec, n):
-    """`convert(leaf, spec, n)` on every leaf; `spec` is a prefix of the tree."""
-    if isinstance(spec, P):
-        return jax.tree_util.tree_map(lambda x: convert(jnp.asarray(x), spec, n), tree)
-    return jax.tree_util.tree_map(lambda s, t: _over(convert, t, s, n), spec, tree,
-                                  is_leaf=lambda s: isinstance(s, P))
-
-
-def _to_grid(x, spec, n):
-    """A global array as pmap's [n, local block] layout (the member axis is whole)."""
-    if spec in (REPLICATED, MEMBERS):
-        return jnp.broadcast_to(x, (n,) + x.shape)
-    if spec == ROWS:
-        return x.reshape((n, x.shape[0] // n) + x.shape[1:])
-    x = x.reshape((x.shape[0], n, x.shape[1] // n) + x.shape[2:])  # MEMBER_ROWS
-    return jnp.swapaxes(x, 0, 1)
-
-
-def _from_grid(x, spec, n):
-    """pmap's [n, local block] output as the global array."""
-    if spec in (REPLICATED, MEMBERS):
-        return x[0]
-    if spec == ROWS:
-        return x.reshape((-1,) + x.shape[2:])
-    x = jnp.swapaxes(x, 0, 1)  # MEMBER_ROWS: [M, n, N/n, ...]
-    return x.reshape((x.shape[0], n * x.shape[2]) + x.shape[3:])
