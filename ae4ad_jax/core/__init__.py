@@ -5,5 +5,6 @@ shared text, waiting for each other (`hosts.py`), pytree path names (`trees.py`)
 datasets' facts (`datasets.py`).
 
 May import: nothing from the package.
-Libraries: absl, jax, numpy, pydicom, tensorflow_datasets (logs.py quiets their loggers).
+Libraries: absl, jax, numpy, pydicom, tensorflow_datasets, tqdm (logs.py quiets the
+loggers of absl, pydicom and TFDS).
 """

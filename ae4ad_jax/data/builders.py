@@ -68,8 +68,8 @@ class Phantom(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, parts, split):
         index = 0
-        with progress.Progress(sum(part[0] for part in parts), f"preparing phantom {split}",
-                               "images") as bar:
+        with progress.bar(sum(part[0] for part in parts), f"preparing phantom {split}",
+                          "images") as bar:
             for num, seed, abnormal in parts:
                 images, masks = phantom.generate(num, self.builder_config.image_size,
                                                  int(seed), abnormal)
@@ -149,7 +149,7 @@ class MedicalImages(tfds.core.GeneratorBasedBuilder):
 
     def _examples(self, results, total, split):
         label = f"preparing {self.builder_config.dataset} {split}"
-        with progress.Progress(total, label, "images") as bar:
+        with progress.bar(total, label, "images") as bar:
             for index, item, image, mask in results:
                 example = {"id": index, "image": image, "label": item.label}
                 if mask is not None:

@@ -8,10 +8,11 @@ splits (host arrays; the member's d first units of the code):
 - `code_density`: the negative log-density of the standardised code `z_norm` under a
   Gaussian fitted to the normal codes that set the thresholds (held-out normals with
   `val_fraction`, else the training normals). Its covariance is shrunk towards a
-  scaled identity by the Ledoit-Wolf rule, so it stays invertible when d is close to
-  or above the number of codes;
+  scaled identity by the Ledoit-Wolf rule (scikit-learn's `ledoit_wolf`), so it stays
+  invertible when d is close to or above the number of codes;
 - `code_knn`: the Euclidean distance of `z_norm` to its k-th nearest training-normal
-  code (`eval.code_knn_k`; a training image's own code is not its neighbour);
+  code (`eval.code_knn_k`; a training image's own code is not its neighbour;
+  scikit-learn's `NearestNeighbors`, brute force, in memory-bounded chunks);
 - `rate`: the code's bits under the learned prior (with `rate.enabled`);
 - `combined_<score>`: the reconstruction score plus that code score, each standardised
   by the mean and standard deviation of its scores on the same normal images. Nothing
@@ -23,25 +24,8 @@ Pixel maps stay the reconstruction maps.
 import dataclasses
 
 import numpy as np
-
-KNN_BLOCK = 1024  # query rows per distance block (memory: block x reference codes)
-
-
-def ledoit_wolf(x):
-    """(covariance, shrinkage) of rows `x` [N, d]: the Ledoit-Wolf (2004) convex
-    combination of the sample covariance (divisor N) and mu * I, with mu its mean
-    eigenvalue and the shrinkage that minimises the expected squared Frobenius error."""
-    x = np.asarray(x, np.float64)
-    n, d = x.shape
-    centred = x - x.mean(axis=0)
-    sample = centred.T @ centred / n
-    mu = np.trace(sample) / d
-    target_distance = np.sum((sample - mu * np.eye(d)) ** 2)
-    squares = centred ** 2
-    spread = np.sum(squares.T @ squares) / n - np.sum(sample ** 2)
-    beta = min(spread / n, target_distance)
-    shrinkage = 0.0 if target_distance == 0 else beta / target_distance
-    return (1.0 - shrinkage) * sample + shrinkage * mu * np.eye(d), float(shrinkage)
+from sklearn import covariance as covariance_lib
+from sklearn import neighbors
 
 
 class GaussianDensity:
@@ -55,7 +39,7 @@ class GaussianDensity:
     @classmethod
     def fit(cls, x):
         x = np.asarray(x, np.float64)
-        covariance, shrinkage = ledoit_wolf(x)
+        covariance, shrinkage = covariance_lib.ledoit_wolf(x)
         covariance += 1e-9 * max(np.trace(covariance) / len(covariance), 1e-12) * np.eye(
             len(covariance))  # a constant code: a tiny floor keeps it invertible
         return cls(x.mean(axis=0), np.linalg.cholesky(covariance), shrinkage)
@@ -71,26 +55,18 @@ class GaussianDensity:
 
 
 def knn_distances(reference, queries, k: int, exclude_self: bool = False):
-    """Distance of each query row to its k-th nearest reference row. With `exclude_self`
-    the queries are the reference rows themselves and each skips its own row."""
+    """Distance of each query row to its k-th nearest reference row (exact, brute force).
+    With `exclude_self` the queries are the reference rows themselves and each skips its
+    own row."""
     reference = np.asarray(reference, np.float64)
-    queries = np.asarray(queries, np.float64)
     needed = k + 1 if exclude_self else k
     if len(reference) < needed:
         raise ValueError(f"code_knn needs more than {needed - 1} training-normal codes, got "
                          f"{len(reference)}")
-    squared_reference = np.sum(reference ** 2, axis=1)
-    out = np.empty(len(queries))
-    for start in range(0, len(queries), KNN_BLOCK):
-        block = queries[start:start + KNN_BLOCK]
-        squared = (np.sum(block ** 2, axis=1)[:, None] + squared_reference[None, :]
-                   - 2.0 * block @ reference.T)
-        if exclude_self:
-            rows = np.arange(len(block))
-            squared[rows, start + rows] = np.inf
-        kth = np.partition(squared, k - 1, axis=1)[:, k - 1]
-        out[start:start + len(block)] = np.sqrt(np.maximum(kth, 0.0))
-    return out
+    index = neighbors.NearestNeighbors(n_neighbors=k, algorithm="brute").fit(reference)
+    found = None if exclude_self else np.asarray(queries, np.float64)
+    distances, _ = index.kneighbors(found)
+    return distances[:, k - 1]
 
 
 def _codes(split, latent_size):

@@ -31,10 +31,15 @@ def best_dice_reference(scores, targets, num_thresholds=DICE_THRESHOLDS):
 
 
 def best_dice_exact(scores, targets):
-    """The best Dice over every distinct threshold (every possible predicted set)."""
-    flat = np.ravel(scores)
-    thresholds = np.concatenate([[-np.inf], np.unique(flat)])
-    return float(np.max(dice_at_thresholds(flat, targets, thresholds)))
+    """The best Dice over every distinct threshold (every possible predicted set): the
+    largest F1 on scikit-learn's precision-recall curve (Dice is F1 on pixels)."""
+    targets = np.ravel(targets).astype(bool)
+    if not targets.any():
+        return 0.0
+    precision, recall, _ = sk_metrics.precision_recall_curve(targets, np.ravel(scores))
+    both = precision + recall
+    f1 = np.divide(2.0 * precision * recall, both, out=np.zeros_like(both), where=both > 0)
+    return float(np.max(f1))
 
 
 def image_metrics(scores, labels):

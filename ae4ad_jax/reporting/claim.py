@@ -10,6 +10,7 @@ AUROC. `claim.md` and `claim.png` (figures.plot_claim) in the report.
 """
 
 import os
+import warnings
 
 import numpy as np
 from scipy import stats
@@ -30,19 +31,26 @@ def measures(rows) -> list[tuple[str, str]]:
             if all(isinstance(row.get(key), float) for row in rows)]
 
 
+def _spearman(x, y):
+    """Spearman's rho; NaN when all of x or all of y are tied (no rank correlation)."""
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return np.nan
+    return stats.spearmanr(x, y).statistic
+
+
 def spearman_with_interval(x, y, resamples=BOOTSTRAP, seed=SEED):
     """(rho, low, high): Spearman's rank correlation of paired values and the percentile
-    bootstrap interval (LEVEL) over pairs. Resamples whose values are all tied in x or
-    y (no rank correlation) are left out."""
+    bootstrap interval (LEVEL) over pairs (`scipy.stats.bootstrap`'s resamples). Resamples
+    whose values are all tied in x or y (no rank correlation) are left out."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     rho = float(stats.spearmanr(x, y).statistic)
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(resamples):
-        pick = rng.integers(0, len(x), len(x))
-        if np.ptp(x[pick]) > 0 and np.ptp(y[pick]) > 0:
-            values.append(stats.spearmanr(x[pick], y[pick]).statistic)
-    if not values:
+    with warnings.catch_warnings():  # its own interval is NaN when a resample is tied
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        values = stats.bootstrap((x, y), _spearman, paired=True, vectorized=False,
+                                 n_resamples=resamples, method="percentile",
+                                 rng=np.random.default_rng(seed)).bootstrap_distribution
+    values = values[np.isfinite(values)]
+    if not len(values):
         return rho, float("nan"), float("nan")
     tail = 100 * (1 - LEVEL) / 2
     low, high = np.percentile(values, [tail, 100 - tail])

@@ -294,7 +294,7 @@ def score_files(workdir, inputs, out_dir, member=0, nifti_axis=2, nifti_rotation
     outputs = Outputs(out_dir, root, detector, write_overlays)
     first = 0
     try:
-        with progress.Progress(len(paths), "scoring", "files", stream=stream) as bar:
+        with progress.bar(len(paths), "scoring", "files", stream=stream) as bar:
             decoded = _decoded(paths, detector, outputs, limits or Limits(), nifti_axis,
                                nifti_rotations, bar)
             for items, images in _batches(decoded, detector.config.eval.batch_size):

@@ -1,6 +1,10 @@
-"""Progress output: a redrawn bar on a terminal, periodic plain lines elsewhere."""
+"""Progress output through tqdm: few redraws into a log file, a bar on a terminal, nothing
+when disabled."""
 
 import io
+
+import pytest
+from tqdm import std
 
 from ae4ad_jax.core import progress
 
@@ -18,38 +22,46 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_plain_lines_come_at_the_interval_and_at_the_end():
-    clock, stream = Clock(), io.StringIO()
-    bar = progress.Progress(100, "scoring", "files", stream=stream, interval_s=30,
-                            clock=clock)
-    for _ in range(100):  # one file per second
-        clock.now += 1.0
-        bar.update()
-    bar.close()
-    lines = stream.getvalue().splitlines()
-    assert lines[:3] == ["scoring  30/100 (30%)  1.0 files/s  1:10 left",
-                         "scoring  60/100 (60%)  1.0 files/s  0:40 left",
-                         "scoring  90/100 (90%)  1.0 files/s  0:10 left"]
-    assert lines[3] == "scoring  100/100 (100%)  1.0 files/s  1:40 in all"
-    assert len(lines) == 4 and "\r" not in stream.getvalue()
+@pytest.fixture
+def clock(monkeypatch):
+    fake = Clock()
+    monkeypatch.setattr(std, "time", fake)  # tqdm's clock
+    return fake
 
 
-def test_terminal_bar_is_redrawn_in_place():
-    clock, stream = Clock(), Terminal()
-    with progress.Progress(4, "epochs", "epochs", stream=stream, clock=clock) as bar:
+def _draws(text):
+    return [part for part in text.replace("\n", "\r").split("\r") if part]
+
+
+def test_a_log_file_gets_a_redraw_per_interval_and_the_final_state(clock):
+    stream = io.StringIO()
+    with progress.bar(100, "scoring", "files", stream=stream) as bar:
+        for _ in range(100):  # one file per second
+            clock.now += 1.0
+            bar.update()
+    text = stream.getvalue()
+    draws = _draws(text)
+    assert draws[0].startswith("scoring:   0%") and text.endswith("\n")
+    assert draws[-1].startswith("scoring: 100%") and "100/100 [01:40<00:00" in draws[-1]
+    assert "1.00files/s" in draws[-1] and draws[-1].isascii()
+    assert 3 <= len(draws) <= 6  # 100 s at one redraw per 30 s, not one per file
+
+
+def test_a_terminal_gets_a_bar_redrawn_in_place(clock):
+    stream = Terminal()
+    with progress.bar(4, "epochs", "epochs", stream=stream) as bar:
         for _ in range(2):
             clock.now += 3600.0
             bar.update()
-    text = stream.getvalue()
-    assert text.startswith("\repochs  [" + "#" * 6 + "." * 18 + "]  1/4 (25%)")
-    assert "3:00:00 left" in text  # an hour per epoch, three to go
-    assert text.endswith("\repochs  [" + "#" * 12 + "." * 12 + "]  2/4 (50%)  0.0 epochs/s  "
-                         "2:00:00 left\n")
-    assert text.count("\n") == 1
+    draws = _draws(stream.getvalue())
+    assert "2/4 [2:00:00<2:00:00" in draws[-1] and "█" in draws[-1]
+    assert stream.getvalue().count("\n") == 1
 
 
-def test_disabled_progress_prints_nothing():
+def test_a_disabled_bar_prints_nothing_and_durations_read_as_tqdm_writes_them():
     stream = io.StringIO()
-    with progress.Progress(3, "x", stream=stream, enabled=False) as bar:
+    with progress.bar(3, "x", stream=stream, enabled=False) as bar:
         bar.update(3)
     assert stream.getvalue() == ""
+    assert progress.format_duration(70) == "01:10"
+    assert progress.format_duration(3723) == "1:02:03"

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from scipy import stats
 from sklearn import metrics
-from sklearn.covariance import LedoitWolf
 
 from ae4ad_jax.evaluation import code_scores
 
@@ -54,18 +53,31 @@ def test_a_constant_code_score_leaves_the_reconstruction_ranking():
                                       stats.rankdata(test["score"]))
 
 
+def _ledoit_wolf(x):
+    """Ledoit and Wolf (2004), written out: the sample covariance (divisor N) shrunk towards
+    mu * I (mu its mean eigenvalue) by the weight that minimises the expected squared
+    Frobenius error. (The project's own code until scikit-learn's replaced it.)"""
+    n, d = x.shape
+    centred = x - x.mean(axis=0)
+    sample = centred.T @ centred / n
+    mu = np.trace(sample) / d
+    target_distance = np.sum((sample - mu * np.eye(d)) ** 2)
+    spread = np.sum((centred ** 2).T @ centred ** 2) / n - np.sum(sample ** 2)
+    shrinkage = min(spread / n, target_distance) / target_distance
+    return (1.0 - shrinkage) * sample + shrinkage * mu * np.eye(d), shrinkage
+
+
 def test_the_density_score_is_the_ledoit_wolf_gaussian_log_density():
     rng = np.random.default_rng(1)
     fit = rng.normal(size=(12, 10)) @ rng.normal(size=(10, 10))  # d close to N: shrunk
     query = rng.normal(size=(7, 10))
     density = code_scores.GaussianDensity.fit(fit)
-    estimator = LedoitWolf().fit(fit)
-    assert density.shrinkage == pytest.approx(estimator.shrinkage_, rel=1e-12)
+    covariance, shrinkage = _ledoit_wolf(fit)
+    assert 0.05 < shrinkage < 1 and density.shrinkage == pytest.approx(shrinkage, rel=1e-12)
     difference = query - fit.mean(axis=0)
-    expected = np.einsum("ni,ij,nj->n", difference, np.linalg.inv(estimator.covariance_),
-                         difference)
+    expected = np.einsum("ni,ij,nj->n", difference, np.linalg.inv(covariance), difference)
     np.testing.assert_allclose(density.mahalanobis(query), expected, rtol=1e-6)
-    logpdf = stats.multivariate_normal(fit.mean(axis=0), estimator.covariance_).logpdf(query)
+    logpdf = stats.multivariate_normal(fit.mean(axis=0), covariance).logpdf(query)
     np.testing.assert_allclose(density.negative_log_density(query), -logpdf, rtol=1e-6)
 
 
@@ -73,6 +85,7 @@ def test_the_density_score_is_the_ledoit_wolf_gaussian_log_density():
 def test_the_knn_score_is_the_brute_force_kth_distance(exclude_self):
     rng = np.random.default_rng(2)
     reference = rng.normal(size=(40, 3))
+    reference[5] = reference[9] = reference[17]  # a tie: a duplicate is a neighbour at 0
     queries = reference if exclude_self else rng.normal(size=(25, 3))
     expected = []
     for i, q in enumerate(queries):
@@ -81,3 +94,6 @@ def test_the_knn_score_is_the_brute_force_kth_distance(exclude_self):
         expected.append(distances[2])  # k = 3
     found = code_scores.knn_distances(reference, queries, 3, exclude_self=exclude_self)
     np.testing.assert_allclose(found, expected, rtol=1e-9, atol=1e-9)
+    if exclude_self:  # each of the three copies has two others at distance 0
+        second = code_scores.knn_distances(reference, reference, 2, exclude_self=True)
+        assert list(np.flatnonzero(second == 0)) == [5, 9, 17]

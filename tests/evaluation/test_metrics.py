@@ -93,6 +93,14 @@ def test_best_dice_exact_is_best_over_every_threshold():
     assert np.isclose(metrics.best_dice_exact(scores, targets), brute)
     assert metrics.best_dice_exact(scores, targets) >= metrics.best_dice_reference(
         scores, targets)
+    # Equal to the sweep it replaced (Dice at -inf and at every distinct score), pooled
+    # over a million pixels with ties; no lesion pixel at all: 0.
+    targets = (rng.random(10 ** 6) < 0.03).astype(np.uint8)
+    scores = np.round(rng.random(10 ** 6) + targets * rng.random(10 ** 6), 4)
+    swept = np.max(metrics.dice_at_thresholds(scores, targets, np.concatenate(
+        [[-np.inf], np.unique(scores)])))
+    assert abs(metrics.best_dice_exact(scores, targets) - swept) < 1e-12
+    assert metrics.best_dice_exact(scores, np.zeros_like(targets)) == 0.0
 
 
 def test_best_dice_hand_worked():

@@ -36,6 +36,26 @@ def test_spearman_and_its_interval_match_scipy_and_contain_the_estimate():
     assert claim.spearman_with_interval(x, -x)[0] == pytest.approx(-1.0)
 
 
+def _interval_by_hand(x, y, resamples, seed):
+    """The percentile bootstrap written out (the project's own loop until scipy's
+    `bootstrap` replaced it): pairs drawn with replacement, tied resamples left out."""
+    rng, values = np.random.default_rng(seed), []
+    for _ in range(resamples):
+        pick = rng.integers(0, len(x), len(x))
+        if np.ptp(x[pick]) > 0 and np.ptp(y[pick]) > 0:
+            values.append(stats.spearmanr(x[pick], y[pick]).statistic)
+    return tuple(np.percentile(values, [2.5, 97.5]))
+
+
+def test_the_interval_equals_the_bootstrap_written_out_with_tied_resamples_left_out():
+    x = np.array([0.1, 0.5, 0.3, 0.9, 0.7, 0.2])  # 6 members: some resamples are all tied
+    y = np.array([1.0, 3.0, 2.0, 5.0, 4.0, 1.5])
+    y[1] += 3.0
+    _, low, high = claim.spearman_with_interval(x, y, resamples=2000, seed=3)
+    assert (low, high) == pytest.approx(_interval_by_hand(x, y, 2000, 3), abs=1e-12)
+    assert low < high
+
+
 def test_the_claim_page_states_correlations_and_choices_and_draws_the_figure(tmp_path):
     rows = _rows()
     table = tables.aggregate(rows)
