@@ -5,16 +5,20 @@
 Every other config starts from this one (`benchmark.py` for the datasets and the
 paper's tables, `test.py` for tests) and overrides what differs. The optimiser,
 batch size, architecture and preprocessing are the reference's (docs/methods.md);
-only the number of epochs is cut for `phantom`. The declared groups (`model`,
-`rate`, each method's own, `input_limits`) take their defaults from their
-declarations (ae4ad_jax/methods/registry.py, ae4ad_jax/data/decoding.py).
+only the number of epochs is cut for `phantom`. Declared keys take their defaults
+(with their meanings and rules) from their declarations: the run's top-level keys
+and `eval` (ae4ad_jax/config/checks.py), `execution` (ae4ad_jax/parallel/execution.py),
+`model`, `rate` and each method's own group (ae4ad_jax/methods/), `input_limits`
+(ae4ad_jax/data/decoding.py).
 """
 
 import ml_collections
 
+from ae4ad_jax.config import checks
 from ae4ad_jax.core import settings
 from ae4ad_jax.data import decoding, pipeline
 from ae4ad_jax.methods import registry
+from ae4ad_jax.parallel import execution
 
 
 def get_config():
@@ -34,22 +38,10 @@ def get_config():
     config.method = "ae"
     config.methods = ()
     config.table1_workdir = ""
-    config.latent_size = 16
-    # An ensemble trained together: every (latent size, seed) pair is a member.
-    # Empty tuples mean the single member (latent_size, seed).
-    config.latent_sizes = ()
-    config.seeds = ()
-    config.image_size = 64
-    config.channels = 0  # 0: the dataset's (Camelyon16 RGB, the others gray); 1 or 3
-    config.seed = 0
-    config.val_fraction = 0.0  # normal training images held out (0 = the paper's protocol)
-
-    config.num_epochs = 20
-    config.batch_size = 64
-    config.learning_rate = 1e-3
-    config.eval_every_epochs = 25  # also evaluated after epoch 1 and the last epoch
-    config.checkpoint_every_epochs = 5  # also saved at every evaluation
-    config.checkpoints_to_keep = 3  # the newest epoch checkpoints kept (at least 2)
+    # The run's keys (latent size, ensemble axes, image size, epochs, batch, learning rate,
+    # evaluation and checkpoint periods, entropy and rate terms): their defaults, meanings
+    # and rules are declared in ae4ad_jax/config/checks.py (`Run`).
+    config.update(settings.defaults(checks.Run))
 
     config.optim = ml_collections.ConfigDict(dict(b1=0.9, b2=0.999, eps=1e-8))
     # Declared groups at their declared defaults: `model` (the architecture and compute
@@ -61,29 +53,9 @@ def get_config():
     # Top-level keys a method sets when it is the one that runs (the DAE: image_size 128,
     # batch_size 16, as the reference); change or empty them to run it otherwise.
     config.method_overrides = ml_collections.ConfigDict(registry.override_defaults())
-    # Latent entropy H(Z) of train-normal, test-normal and test-abnormal codes at every
-    # evaluation (ae4ad_jax/estimators/entropy.py): any of "gaussian", "knn", "renyi".
-    config.entropy_estimators = ("gaussian", "knn")
-    # Entropy-controlled training: loss = MSE + entropy_weight * (matrix Renyi-2 entropy of
-    # the batch's latent codes). entropy_weights, when set, is an ensemble axis.
-    config.entropy_weight = 0.0
-    config.entropy_weights = ()
-    # Bootstrap resamples behind each entropy estimate's 95% interval (0: no intervals).
-    config.entropy_bootstrap = 50
-    # The learned rate (group `rate`, ae4ad_jax/nets/rate.py): with rate.enabled the decoder
-    # reads the latent code standardised per unit and quantised with step rate.step (in
-    # standard deviations), and every evaluation reports the code's rate in bits per image
-    # under a learned factorised density (hidden widths rate.filters, its own Adam
-    # learning rate). Rate-distortion training: loss = reconstruction + rate_weight *
-    # bits; rate_weights, when set, is an ensemble axis.
-    config.rate_weight = 0.0
-    config.rate_weights = ()
-    # Scoring batch (it does not change the scores), examples per class in examples.png,
-    # and the false-positive rate on normal images that sets each member's decision
-    # threshold (held-out normals with val_fraction, else the training normals).
-    # code_knn_k: the neighbour whose distance is the code_knn score (evaluation/code_scores.py).
-    config.eval = ml_collections.ConfigDict(dict(batch_size=64, num_examples=4,
-                                                 false_positive_rate=0.05, code_knn_k=5))
+    # Scoring batch, examples, the false-positive rate that sets each member's decision
+    # threshold, code_knn's k: declared in ae4ad_jax/config/checks.py (`Eval`).
+    config.eval = ml_collections.ConfigDict(settings.defaults(checks.Eval))
     config.phantom = ml_collections.ConfigDict(dict(
         num_train=3000, num_test_normal=500, num_test_abnormal=500, seed=0))
     # Devices (ae4ad_jax/parallel/mesh.py and programs.py): "mesh" (jit over a device mesh),
@@ -105,7 +77,5 @@ def get_config():
     config.compilation_cache = "auto"
     # How the run is compiled on this backend (ae4ad_jax/parallel/execution.py). These settings
     # never change results; "auto" picks the fast choice for the backend.
-    config.execution = ml_collections.ConfigDict(dict(
-        kernels="auto", member_lowering="auto", epoch_loop="auto", donate_state="auto",
-        member_chunk_size=0, steps_per_program=0, memory_limit_bytes=0))
+    config.execution = ml_collections.ConfigDict(settings.defaults(execution.Execution))
     return config

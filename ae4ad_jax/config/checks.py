@@ -1,16 +1,19 @@
 """Checks of a config and of the data it names, run before any compute.
 
-Each raises UserError naming the first bad key or the dataset's problem. Declared
-groups (the architecture, the learned rate, each method's own settings, the caps on
-decoding input files) are checked by their declarations (`core.settings`); the run's
-top-level keys here.
+Each raises UserError naming the first bad key or the dataset's problem. Every key's
+own rule is a declaration (`core.settings`): the run's top-level keys (`Run`) and
+`eval` (`Eval`) here, `execution` in parallel/execution.py, the architecture and the
+learned rate in methods/registry.py, each method's own group in its module, the caps
+on decoding input files in data/decoding.py. The few rules that tie keys together
+follow the declarations here.
 """
 
-import math
+import dataclasses
 import os
 
 from ae4ad_jax.core import settings
 from ae4ad_jax.core.errors import UserError
+from ae4ad_jax.core.settings import setting
 from ae4ad_jax.data import pipeline
 from ae4ad_jax.data.decoding import Limits
 from ae4ad_jax.estimators import entropy
@@ -23,27 +26,63 @@ MAX_IMAGE_SIZE = 4096  # pixels per side: far beyond the benchmark's 64 and 128
 MAX_BATCH = 65536  # images per training or scoring batch
 
 
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """The run's declared top-level keys (configs/default.py sets them from here)."""
+    latent_size: int = setting(16, "the code's size d", low=1)
+    # An ensemble trained together: every (latent size, seed, entropy weight, rate weight)
+    # is a member; an empty axis is its single value (latent_size, seed, ...).
+    latent_sizes: tuple = setting((), "an ensemble axis of d", item=int, low=1, distinct=True)
+    seeds: tuple = setting((), "an ensemble axis of seeds", item=int, distinct=True)
+    image_size: int = setting(64, "pixels per side", low=1, high=MAX_IMAGE_SIZE,
+                              multiple_of=DOWNSAMPLE_FACTOR)
+    channels: int = setting(0, "0 (the dataset's: Camelyon16 RGB, the others gray), 1 (gray) "
+                               "or 3 (RGB)", choices=(0, 1, 3))
+    seed: int = setting(0, "the run's seed")
+    val_fraction: float = setting(0.0, "normal training images held out (0: the paper's "
+                                       "protocol)", low=0, below=1)
+    num_epochs: int = setting(20, "epochs", low=1)
+    batch_size: int = setting(64, "images per training batch", low=1, high=MAX_BATCH)
+    learning_rate: float = setting(1e-3, "Adam's learning rate", above=0)
+    eval_every_epochs: int = setting(25, "epochs between evaluations (also after epoch 1 and "
+                                         "the last)", low=1)
+    checkpoint_every_epochs: int = setting(5, "epochs between checkpoints (also at every "
+                                              "evaluation)", low=1)
+    checkpoints_to_keep: int = setting(3, "the newest checkpoints kept (a fallback when the "
+                                          "newest cannot be read)", low=2)
+    entropy_estimators: tuple = setting(
+        ("gaussian", "knn"), "estimators of the latent entropy H(Z) of train-normal, "
+        "test-normal and test-abnormal codes at every evaluation (estimators/entropy.py)",
+        choices=tuple(entropy.ESTIMATORS))
+    # Entropy-controlled training: loss = MSE + entropy_weight * (matrix Renyi-2 entropy of
+    # the batch's latent codes).
+    entropy_weight: float = setting(0.0, "weight of the entropy term")
+    entropy_weights: tuple = setting((), "an ensemble axis of entropy weights", item=float,
+                                     distinct=True)
+    entropy_bootstrap: int = setting(50, "resamples behind each entropy estimate's 95% "
+                                         "interval (0: no intervals)", low=0)
+    # Rate-distortion training (needs rate.enabled, the learned rate of nets/rate.py):
+    # loss = reconstruction + rate_weight * bits of the quantised code.
+    rate_weight: float = setting(0.0, "weight of the rate term", low=0)
+    rate_weights: tuple = setting((), "an ensemble axis of rate weights", item=float, low=0,
+                                  distinct=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Eval:
+    """The config group `eval`."""
+    batch_size: int = setting(64, "images per scoring batch (it does not change the "
+                                  "scores)", low=1, high=MAX_BATCH)
+    num_examples: int = setting(4, "examples per class in examples.png", low=0)
+    false_positive_rate: float = setting(0.05, "the false-positive rate on normal images "
+                                               "that sets each decision threshold",
+                                         above=0, below=1)
+    code_knn_k: int = setting(5, "the neighbour whose distance is the code_knn score", low=1)
+
+
 def _require(condition, message):
     if not condition:
         raise UserError(message)
-
-
-def _get(config, key):
-    for part in key.split("."):
-        config = config[part]
-    return config
-
-
-def _positive_int(config, key):
-    value = _get(config, key)
-    _require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
-             f"Config key {key} must be a positive integer, got {value!r}.")
-
-
-def _number_in(config, key, low, high, kind):
-    value = config[key]
-    _require(isinstance(value, (int, float)) and not isinstance(value, bool)
-             and low <= value < high, f"Config key {key} must be in {kind}, got {value!r}.")
 
 
 def read_saved_config(workdir):
@@ -66,83 +105,19 @@ def read_saved_config(workdir):
 
 
 def validate_config(config) -> None:
-    """Raises UserError naming the first bad key; runs before any data or compute."""
+    """Raises UserError naming the first bad key; runs before any data or compute. Every
+    key's own rule is declared (`Run`, `Eval`, `execution.Execution`, the method's and
+    the network's groups, `input_limits`); the rules between keys follow."""
     pipeline.check_dataset_name(config.dataset)
-    registry.check_config(config)
+    settings.check(Run, config, others_allowed=True)
+    settings.check(Eval, config.eval, "eval")
+    settings.check(execution.Execution, config.execution, "execution")
     settings.check(Limits, config.get("input_limits", None) or {}, "input_limits")
-    _check_channels(config)
-    for key in ("latent_size", "image_size", "num_epochs", "batch_size",
-                "eval_every_epochs", "checkpoint_every_epochs", "eval.batch_size"):
-        _positive_int(config, key)
-    for key, most in (("image_size", MAX_IMAGE_SIZE), ("batch_size", MAX_BATCH),
-                      ("eval.batch_size", MAX_BATCH)):
-        _require(_get(config, key) <= most,
-                 f"Config key {key} must be at most {most}, got {_get(config, key)}.")
-    _require(config.image_size % DOWNSAMPLE_FACTOR == 0,
-             f"Config key image_size must be a multiple of {DOWNSAMPLE_FACTOR} (the AE halves "
-             f"it four times), got {config.image_size}.")
-    for key in ("latent_sizes", "seeds"):
-        values = tuple(config[key])
-        _require(all(isinstance(v, int) and not isinstance(v, bool) for v in values)
-                 and len(set(values)) == len(values),
-                 f"Config key {key} must be a tuple of distinct integers, got {values!r}.")
-    _require(all(d >= 1 for d in config.latent_sizes),
-             f"Config key latent_sizes must hold positive integers, got {config.latent_sizes}.")
-    weights = tuple(config.entropy_weights) + (config.entropy_weight,)
-    _require(all(isinstance(w, (int, float)) and math.isfinite(w) for w in weights),
-             f"Config keys entropy_weight/entropy_weights must be finite numbers, got "
-             f"{weights!r}.")
-    unknown = [m for m in config.entropy_estimators if m not in entropy.ESTIMATORS]
-    _require(not unknown, f"Config key entropy_estimators holds unknown estimators {unknown}: "
-             f"known estimators are {', '.join(entropy.ESTIMATORS)}.")
-    _check_rate_weights(config)
-    _require(isinstance(config.entropy_bootstrap, int) and config.entropy_bootstrap >= 0,
-             "Config key entropy_bootstrap must be an integer >= 0 (resamples), got "
-             f"{config.entropy_bootstrap!r}.")
-    for key, choices in execution.CHOICES.items():
-        value = config.execution[key]
-        _require(value in choices,
-                 f"Config key execution.{key} must be one of {choices}, got {value!r}.")
-    for key in ("member_chunk_size", "steps_per_program", "memory_limit_bytes"):
-        value = config.execution.get(key, 0)  # the last two are newer than some workdirs
-        _require(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
-                 f"Config key execution.{key} must be an integer >= 0, got {value!r}.")
-    keep = config.checkpoints_to_keep
-    _require(isinstance(keep, int) and not isinstance(keep, bool) and keep >= 2,
-             f"Config key checkpoints_to_keep must be an integer >= 2 (a fallback when the "
-             f"newest cannot be read), got {keep!r}.")
-    rate = config.eval.false_positive_rate
-    _require(isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 < rate < 1,
-             f"Config key eval.false_positive_rate must be in (0, 1), got {rate!r}.")
-    k = config.eval.code_knn_k
-    _require(isinstance(k, int) and not isinstance(k, bool) and k >= 1,
-             f"Config key eval.code_knn_k must be an integer >= 1, got {k!r}.")
-    _number_in(config, "val_fraction", 0, 1, "[0, 1)")
-    lr = config.learning_rate
-    _require(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0,
-             f"Config key learning_rate must be a positive finite number, got {lr!r}.")
-
-
-def _check_channels(config) -> None:
-    """0 (the dataset's), 1 or 3, and not other than the dataset's own count."""
+    registry.check_config(config)
     value, fixed = config.channels, pipeline.dataset_channels(config.dataset)
-    _require(value in (0, 1, 3) and not isinstance(value, bool),
-             f"Config key channels must be 0 (the dataset's), 1 (gray) or 3 (RGB), got "
-             f"{value!r}.")
     _require(not value or fixed is None or value == fixed,
              f"Dataset {config.dataset} has {fixed} channel(s) but config key channels is "
              f"{value}: leave channels at 0 to read the dataset as it is.")
-
-
-def _check_rate_weights(config) -> None:
-    """The rate weights (an ensemble axis) need the learned rate."""
-    weights = tuple(config.rate_weights) + (config.rate_weight,)
-    _require(all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w)
-                 and w >= 0 for w in weights),
-             f"Config keys rate_weight/rate_weights must be finite numbers >= 0, got "
-             f"{weights!r}.")
-    _require(len(set(config.rate_weights)) == len(config.rate_weights),
-             f"Config key rate_weights must hold distinct values, got {config.rate_weights!r}.")
     _require(config.rate.enabled or (not config.rate_weights and config.rate_weight == 0),
              "Config keys rate_weight/rate_weights need the learned rate: set "
              "--config.rate.enabled=True.")

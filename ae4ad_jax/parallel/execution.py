@@ -32,14 +32,24 @@ import jax
 from jax.experimental.compilation_cache import compilation_cache
 
 from ae4ad_jax.core.errors import UserError
+from ae4ad_jax.core.settings import setting
 from ae4ad_jax.nets import cpu_kernels, kernels
 
-CHOICES = {
-    "kernels": ("auto", "xla", "cpu"),
-    "member_lowering": ("auto", "vmap", "unroll", "host"),
-    "epoch_loop": ("auto", "scan", "host"),
-    "donate_state": ("auto", "yes", "no"),
-}
+
+@dataclasses.dataclass(frozen=True)
+class Execution:
+    """The config group `execution` (the module's docstring says what each does)."""
+    kernels: str = setting("auto", "the layers' forms", choices=("auto", "xla", "cpu"))
+    member_lowering: str = setting("auto", "how members share a program",
+                                   choices=("auto", "vmap", "unroll", "host"))
+    epoch_loop: str = setting("auto", "a scanned epoch or a host loop of steps",
+                              choices=("auto", "scan", "host"))
+    donate_state: str = setting("auto", "reuse the train state's buffers",
+                                choices=("auto", "yes", "no"))
+    member_chunk_size: int = setting(0, "members per program (0: as memory allows)", low=0)
+    steps_per_program: int = setting(0, "steps per scanned program (0: an epoch)", low=0)
+    memory_limit_bytes: int = setting(0, "device memory to plan for (0: reported)", low=0)
+
 _AUTO = {  # key: (choice on CPU, choice on GPU and TPU)
     "kernels": ("cpu", "xla"),
     "member_lowering": ("host", "vmap"),

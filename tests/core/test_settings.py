@@ -36,7 +36,7 @@ def test_defaults_and_typed_values_come_from_the_declaration():
     ("weight", float("nan"), r"knobs.weight must be a number in \[0.0, 1.0\], got nan"),
     ("kind", "c", r"knobs.kind must be one of \('a', 'b'\), got 'c'"),
     ("on", "yes", "knobs.on must be True or False, got 'yes'"),
-    ("widths", (3, 0), r"knobs.widths must be a non-empty tuple of positive integers"),
+    ("widths", (3, 0), r"knobs.widths must be a non-empty tuple, each item a positive integer"),
     ("extra", 1, r"Config group knobs has unknown keys \['extra'\]; its keys are slots, "),
 ])
 def test_every_rule_names_the_key_and_the_value(key, value, words):

@@ -91,9 +91,9 @@ def test_a_strangers_workdir_files_are_checked_naming_the_file_and_the_key(finis
     cases = [
         (lambda c: c.pop("eval"), r"config.json lacks the key 'eval'"),
         (lambda c: c["eval"].update(batch_size=2 ** 31),
-         r"config.json: Config key eval.batch_size must be at most 65536"),
-        (lambda c: c.update(image_size="64"), r"config.json: Config key image_size must be a "
-                                              r"positive integer, got '64'"),
+         r"config.json: Config key eval.batch_size must be an integer in \[1, 65536\]"),
+        (lambda c: c.update(image_size="64"), r"config.json: Config key image_size must be an "
+                                              r"integer in \[1, 4096\], got '64'"),
     ]
     for edit, message in cases:
         shutil.copy(original, os.path.join(path, "config.json"))
