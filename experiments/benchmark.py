@@ -51,7 +51,7 @@ from ae4ad_jax.parallel import execution, mesh
 from ae4ad_jax.training import memory
 from ae4ad_jax.training import state as train_state
 from ae4ad_jax.training import step as train_step
-from configs import default
+from configs import default, test
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("members", ["1", "8", "24"], "Ensemble sizes M.")
@@ -70,12 +70,14 @@ flags.DEFINE_bool("xla_cpu_flag", True, "Apply cpu_kernels.apply_xla_cpu_flags (
                   "does not).")
 flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"], "model.compute_dtype.")
 flags.DEFINE_integer("epochs", 6, "Timed rounds; medians are reported.")
+flags.DEFINE_bool("tiny", False, "configs/test.py's narrow AE instead of the paper's: checks "
+                  "that the script runs (the tests), measures nothing worth reporting.")
 LATENT_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
 BATCH = 64
 
 
 def _config(size, channels):
-    config = default.get_config()
+    config = (test if FLAGS.tiny else default).get_config()
     config.image_size, config.channels = size, channels
     config.execution.kernels = FLAGS.kernels
     config.model.compute_dtype = FLAGS.compute_dtype
@@ -264,7 +266,8 @@ def _before_row(size, channels, reference):
         [sys.executable, "-m", "experiments.benchmark", "--members=1", f"--sizes={size}",
          f"--channels={channels}", f"--steps={FLAGS.steps}", f"--epochs={FLAGS.epochs}",
          f"--eval_images={FLAGS.eval_images}", "--torch=false", "--before=false",
-         "--kernels=xla", "--xla_cpu_flag=false", f"--compute_dtype={FLAGS.compute_dtype}"],
+         "--kernels=xla", "--xla_cpu_flag=false", f"--compute_dtype={FLAGS.compute_dtype}",
+         f"--tiny={FLAGS.tiny}"],
         env=env, capture_output=True, text=True, check=True,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     cells = [line for line in child.stdout.splitlines()
@@ -283,7 +286,7 @@ def main(argv):
     try:
         import torch
 
-        has_torch = FLAGS.torch
+        has_torch = FLAGS.torch and not FLAGS.tiny  # PyTorch's side is the paper's AE
         torch_device = FLAGS.torch_device
         if torch_device == "auto":
             torch_device = "cuda" if torch.cuda.is_available() else "cpu"

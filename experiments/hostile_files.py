@@ -293,11 +293,13 @@ def main():
     parser.add_argument("--each", default="false", help="Also score each corpus file alone "
                         "(the per-file table of docs/detector.md).")
     parser.add_argument("--timeout_s", type=int, default=600)
+    parser.add_argument("--volume_side", type=int, default=400,
+                        help="Side of the corpus's zero NIfTI volume (slices scored).")
     args = parser.parse_args()
     shutil.rmtree(args.root, ignore_errors=True)
     corpus = os.path.join(args.root, "corpus")
     start = time.time()
-    write_corpus(corpus)
+    write_corpus(corpus, args.volume_side)
     results = {"corpus_seconds": round(time.time() - start, 1),
                "corpus_bytes": sum(os.path.getsize(os.path.join(corpus, n))
                                    for n in os.listdir(corpus)

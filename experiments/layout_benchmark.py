@@ -26,13 +26,15 @@ from ae4ad_jax.nets import cpu_kernels
 from ae4ad_jax.parallel import execution, mesh
 from ae4ad_jax.training.state import create_train_state
 from ae4ad_jax.training.step import train_epoch
-from configs import default
+from configs import default, test
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 10, "Training steps (batch 64) per timed round.")
 flags.DEFINE_integer("eval_images", 1024, "Images scored per timed round (maps included).")
 flags.DEFINE_integer("rounds", 6, "Timed rounds; medians are reported.")
 flags.DEFINE_integer("size", 64, "Input size.")
+flags.DEFINE_bool("tiny", False, "configs/test.py's narrow AE instead of the paper's: checks "
+                  "that the script runs (the tests), measures nothing worth reporting.")
 BATCH = 64
 
 
@@ -80,7 +82,7 @@ def _runners(config, layout):
 def main(argv):
     del argv
     cpu_kernels.apply_xla_cpu_flags()
-    config = default.get_config()
+    config = (test if FLAGS.tiny else default).get_config()
     config.image_size, config.channels = FLAGS.size, 1
     print(f"jax {jax.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind}), "
           f"{len(jax.devices())} device(s), {os.cpu_count()} cores; {FLAGS.size}x{FLAGS.size}x1, "

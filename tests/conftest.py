@@ -36,7 +36,8 @@ for name, value in SETTINGS.items():
 # The longest test files, sent first to the test processes (`--dist loadfile` keeps a file
 # on one process), so that no process is left with a long file at the end.
 LONGEST_FIRST = ("tests/parallel/test_sharding.py", "tests/methods/test_methods.py",
-                 "tests/parallel/test_ensemble.py", "tests/training/test_train.py",
+                 "tests/test_experiments.py", "tests/parallel/test_ensemble.py",
+                 "tests/training/test_train.py",
                  "tests/parallel/test_processes.py", "tests/test_gpu_check.py",
                  "tests/parallel/test_memory_plan.py")
 

@@ -96,3 +96,83 @@ def test_the_slurm_script_passes_sigterm_on_and_requeues_on_the_requeue_status(t
         batch.kill()
     assert batch.returncode == sweep.REQUEUE_STATUS, output
     assert (tmp_path / "requeued").read_text().split() == ["requeue", "7_0"]
+
+
+# ----------------------------------------------------------------------------- each script
+# Every script under experiments/ in its smallest form: it runs its own code end to end
+# (data written, programs compiled and timed, tables printed), at sizes that measure
+# nothing. gpu_check has its own test (tests/test_gpu_check.py), sweep the tests above.
+
+
+def _script(name, *arguments, timeout=300):
+    """The script's stdout; it must exit 0."""
+    run = subprocess.run([sys.executable, "-m", f"experiments.{name}", *arguments], cwd=ROOT,
+                         capture_output=True, text=True, timeout=timeout)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.stdout
+
+
+def _table_rows(text, start):
+    return [line for line in text.splitlines() if line.startswith(start)]
+
+
+def test_benchmark_times_training_and_scoring_of_ensembles():
+    out = _script("benchmark", "--tiny", "--members=1,2", "--sizes=16", "--steps=1",
+                  "--eval_images=64", "--epochs=1")
+    rows = _table_rows(out, "| 16x16x1")
+    assert [row.split("|")[2].strip() for row in rows] == ["1", "1", "2"]  # (before), M=1, 2
+    assert float(rows[1].split("|")[4]) > 0  # JAX training images/s
+    assert "peak resident memory" in out
+
+
+def test_layout_benchmark_compares_plain_jit_and_a_mesh_of_one():
+    out = _script("layout_benchmark", "--tiny", "--steps=1", "--eval_images=64",
+                  "--rounds=1", "--size=16")
+    assert _table_rows(out, "| none |") and _table_rows(out, "| mesh 1x1 |")
+
+
+def test_first_step_benchmark_times_first_and_cached_runs():
+    out = _script("first_step_benchmark", "--tiny", "--runs=1")
+    assert "median seconds to the first step: first run" in out and "second run" in out
+
+
+def test_entropy_benchmark_times_each_estimator():
+    out = _script("entropy_benchmark", "--num=200", "--dims=2")
+    assert {row.split("|")[1].strip() for row in _table_rows(out, "| ")} >= {
+        "gaussian", "knn", "renyi"}
+
+
+def test_memory_plans_prints_the_plan_of_each_device():
+    out = _script("memory_plans", "--sizes=16")
+    assert len(_table_rows(out, "| 16x16 |")) == 4  # three devices and the estimate
+
+
+def test_data_benchmark_prepares_and_loads_a_folder(tmp_path):
+    out = _script("data_benchmark", f"--root={tmp_path}", "--num_images=30",
+                  "--source_size=32")
+    assert "load (prepared)" in out and "for 30 images" in out
+
+
+def test_detector_first_call_counts_compiles_and_imports(finished_run):
+    line = json.loads(_script("detector_first_call", f"--workdir={finished_run.workdir}")
+                      .strip().splitlines()[-1])
+    assert line["programs_compiled"] >= 1
+    assert line["imported"] == {"optax": False, "matplotlib": False,
+                                "ae4ad_jax.training": False}
+
+
+def test_score_benchmark_scores_pngs_and_a_volume(finished_run, tmp_path):
+    result = json.loads(_script("score_benchmark", f"--workdir={finished_run.workdir}",
+                                f"--root={tmp_path}", "--num_images=5")
+                        .strip().splitlines()[-1])
+    assert result["files"] == 6 and result["images"] == 5 + 155
+    assert result["with_overlays"]["images_per_second"] > 0
+
+
+def test_hostile_files_scores_the_corpus_under_a_memory_limit(finished_run, tmp_path):
+    result = json.loads(_script("hostile_files", f"--workdir={finished_run.workdir}",
+                                f"--root={tmp_path}", "--pydicom=false", "--volume_side=16"))
+    corpus = result["corpus"]
+    assert corpus["exit_status"] == 1 and corpus["files_scored"] > 0
+    assert corpus["error_rows"] > 10 and corpus["peak_rss_mb"] > 0
+    assert corpus["outcomes"]["zeros16.nii.gz"] == "scored: 16 slice(s)"
