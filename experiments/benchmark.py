@@ -33,6 +33,10 @@ reductions and ReLU) and XLA:CPU's default convolution library (no
 are in both rows. Measurements: docs/performance.md.
 """
 
+if not __package__:  # `python experiments/NAME.py` cannot import the package: say how
+    raise SystemExit("Run it from the checkout as a module: python -m experiments."
+                     + __file__.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".py"))
+
 import os
 import resource
 import subprocess

@@ -8,6 +8,10 @@ resize to 64x64, write array_record; parallel across cores) and the second
 (read the prepared files into host memory), and prints both.
 """
 
+if not __package__:  # `python experiments/NAME.py` cannot import the package: say how
+    raise SystemExit("Run it from the checkout as a module: python -m experiments."
+                     + __file__.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".py"))
+
 import json
 import os
 import shutil

@@ -7,6 +7,10 @@ Prints one JSON line: programs compiled, their compile seconds, the wall seconds
 call, and whether optax, matplotlib or the trainer were imported.
 """
 
+if not __package__:  # `python experiments/NAME.py` cannot import the package: say how
+    raise SystemExit("Run it from the checkout as a module: python -m experiments."
+                     + __file__.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".py"))
+
 import json
 import sys
 import time

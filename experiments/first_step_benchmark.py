@@ -12,6 +12,10 @@ beforehand; each pair of runs gets a fresh, empty cache folder
 loads from it. A third column runs with the cache off. Medians over --runs pairs.
 """
 
+if not __package__:  # `python experiments/NAME.py` cannot import the package: say how
+    raise SystemExit("Run it from the checkout as a module: python -m experiments."
+                     + __file__.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".py"))
+
 import os
 import statistics
 import subprocess

@@ -28,6 +28,10 @@ planned against 2 GB of device memory (the planner's path on a GPU; the CPU's ke
 and host loop keep it to seconds), PyTorch eager only and only when installed.
 """
 
+if not __package__:  # `python experiments/NAME.py` cannot import the package: say how
+    raise SystemExit("Run it from the checkout as a module: python -m experiments."
+                     + __file__.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".py"))
+
 import importlib.metadata
 import importlib.util
 import json

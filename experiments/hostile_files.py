@@ -14,6 +14,10 @@ scored, or its row in errors.csv). tests/serving/test_hostile_files.py runs the 
 corpus; docs/detector.md records the figures.
 """
 
+if not __package__:  # `python experiments/NAME.py` cannot import the package: say how
+    raise SystemExit("Run it from the checkout as a module: python -m experiments."
+                     + __file__.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".py"))
+
 import csv
 import gzip
 import json

@@ -13,6 +13,10 @@ max). Forced host devices share the same cores: their rates show the cost of
 the collectives, not a speed-up. Measurements: docs/performance.md.
 """
 
+if not __package__:  # `python experiments/NAME.py` cannot import the package: say how
+    raise SystemExit("Run it from the checkout as a module: python -m experiments."
+                     + __file__.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".py"))
+
 import os
 import time
 

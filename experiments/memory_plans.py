@@ -13,6 +13,10 @@ GPU's memory (XLA_PYTHON_CLIENT_MEM_FRACTION's default) and a TPU's HBM. Prints 
 table (docs/performance.md).
 """
 
+if not __package__:  # `python experiments/NAME.py` cannot import the package: say how
+    raise SystemExit("Run it from the checkout as a module: python -m experiments."
+                     + __file__.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".py"))
+
 
 from absl import app, flags
 

@@ -9,6 +9,10 @@ call on one file, timed apart, loads the checkpoint and compiles the scoring
 program (a cost paid once per process). Prints the timings and rates as JSON.
 """
 
+if not __package__:  # `python experiments/NAME.py` cannot import the package: say how
+    raise SystemExit("Run it from the checkout as a module: python -m experiments."
+                     + __file__.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".py"))
+
 import json
 import os
 import shutil

@@ -16,6 +16,10 @@ count of the train step and of scoring, the datasets' sizes and epochs, and
 the stated peak rate of each accelerator; it is an estimate, labelled so.
 """
 
+if not __package__:  # `python experiments/NAME.py` cannot import the package: say how
+    raise SystemExit("Run it from the checkout as a module: python -m experiments."
+                     + __file__.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".py"))
+
 import dataclasses
 import functools
 import os

@@ -112,6 +112,15 @@ def _script(name, *arguments, timeout=300):
     return run.stdout
 
 
+def test_a_script_started_as_a_file_says_how_to_run_it():
+    for name in ("benchmark", "sweep", "gpu_check"):
+        old = subprocess.run([sys.executable, f"experiments/{name}.py"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+        assert old.returncode == 1 and "Traceback" not in old.stderr
+        assert old.stderr.strip() == ("Run it from the checkout as a module: python -m "
+                                      f"experiments.{name}")
+
+
 def _table_rows(text, start):
     return [line for line in text.splitlines() if line.startswith(start)]
 
