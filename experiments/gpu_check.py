@@ -51,7 +51,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", None, "Folder for gpu_check.json and gpu_check.md (created).")
-flags.DEFINE_bool("tiny", False, "The CPU form: tiny sizes, PyTorch eager only if installed.")
+# --tiny (the CPU form: tiny sizes, PyTorch eager only if installed) is the flag that
+# experiments/benchmark.py defines, which this script imports.
 flags.DEFINE_bool("with_torch", True, "Measure PyTorch when it is installed.")
 flags.DEFINE_string("commit", "", "The commit checked (default: git's, when readable).")
 flags.DEFINE_enum("part", "all", ["all", "torch"], "Internal: the PyTorch child process.")
