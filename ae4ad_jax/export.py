@@ -2,10 +2,12 @@
 
     python -m ae4ad_jax.export --workdir=runs/table1_brats --member=5 --out=runs/brats_d4_s2
     python -m ae4ad_jax.export --workdir=runs/default --format=stablehlo --out=ae.stablehlo
+    python -m ae4ad_jax.export --workdir=runs/default --format=onnx --out=ae.onnx
 
 `--format=workdir` (the default): a standalone model's workdir, which `main
 --eval_only`, `score` and `AnomalyDetector.load` read; `--format=stablehlo`: its
-scoring function as a `jax.export` file. What each holds: `training/export.py`.
+scoring function as a `jax.export` file; `--format=onnx`: the same function as an
+ONNX model for runtimes without JAX. What each holds: `training/export.py`.
 """
 
 import json

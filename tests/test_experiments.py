@@ -185,3 +185,11 @@ def test_hostile_files_scores_the_corpus_under_a_memory_limit(finished_run, tmp_
     assert corpus["exit_status"] == 1 and corpus["files_scored"] > 0
     assert corpus["error_rows"] > 10 and corpus["peak_rss_mb"] > 0
     assert corpus["outcomes"]["zeros16.nii.gz"] == "scored: 16 slice(s)"
+
+
+def test_onnx_check_compares_onnx_runtime_with_jax_and_times_both(finished_run):
+    out = _script("onnx_check", f"--workdir={finished_run.workdir}", "--images=8",
+                  f"--speed_workdir={finished_run.workdir}", "--rounds=1")
+    [row] = _table_rows(out, "| ae |")
+    assert "exported" in row and float(row.split("|")[3]) < 1e-5
+    assert "ONNX Runtime" in out and "images/s, JAX" in out

@@ -39,7 +39,7 @@ def scoring_weights(state) -> dict:
             "latent_mask": state.latent_mask, "rng": state.rng}
 
 
-def _score_batch(method, weights, images, positions, with_maps, with_recon=False):
+def score_batch(method, weights, images, positions, with_maps, with_recon=False):
     """Scores one batch for one member: dict of [B] (and [B, H, W]) arrays; `positions`
     are the images' indices in the scored set (their random streams). `with_recon` adds
     the reconstructions [B, H, W, C]."""
@@ -63,7 +63,7 @@ def score_examples(weights, images, positions, *, method):
     """One member's (no member axis) scores, maps and reconstructions of a few uint8
     images at `positions` of the scored set: the random streams `score_images` gives
     them, so an example shows what the evaluation scored."""
-    return _score_batch(method, weights, to_float(images), positions, with_maps=True,
+    return score_batch(method, weights, to_float(images), positions, with_maps=True,
                         with_recon=True)
 
 
@@ -86,7 +86,7 @@ def score_images(weights, images, first=0, *, method, batch_size, with_maps, low
         positions = start + jnp.arange(batch_size)
 
         def score(one):
-            return _score_batch(method, one, x, positions, with_maps)
+            return score_batch(method, one, x, positions, with_maps)
 
         return ensemble.over_members(score, lowering)(weights)
 

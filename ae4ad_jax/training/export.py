@@ -8,7 +8,9 @@
   model; its thresholds, code model, final scores and summary row come along
   (`runs/results.py`), so it scores with the run's decision threshold at once.
 - "stablehlo": the member's scoring function as one `jax.export` file
-  (`serving/stablehlo.py`), loaded with JAX and numpy alone.
+  (`serving/stablehlo.py`), loaded with JAX and numpy alone;
+- "onnx": the same function as an ONNX model (`serving/onnx_export.py`), for ONNX
+  Runtime, OpenVINO or TensorRT, with the decision threshold in its metadata.
 """
 
 import os
@@ -19,7 +21,7 @@ from ae4ad_jax.methods import registry
 from ae4ad_jax.parallel import ensemble
 from ae4ad_jax.runs import checkpoints, results
 from ae4ad_jax.runs import workdir as workdir_lib
-from ae4ad_jax.serving import stablehlo
+from ae4ad_jax.serving import onnx_export, stablehlo
 from ae4ad_jax.training.state import create_train_state
 
 
@@ -69,7 +71,8 @@ def export_workdir(workdir: str, index: int, out_dir: str) -> dict:
     return {"member": index, **hparams, "epoch": epoch}
 
 
-FORMATS = {"workdir": export_workdir, "stablehlo": stablehlo.export_stablehlo}
+FORMATS = {"workdir": export_workdir, "stablehlo": stablehlo.export_stablehlo,
+           "onnx": onnx_export.export_onnx}
 
 
 def export(workdir: str, index: int, out: str, format: str = "workdir") -> dict:

@@ -1,0 +1,93 @@
+"""A trained member's scoring function as an ONNX model, for runtimes without JAX (ONNX
+Runtime, OpenVINO, TensorRT), written by `python -m ae4ad_jax.export --format=onnx`.
+
+The model maps a batch of uint8 images `images` [B, H, W, C] (any B; H, W, C as in
+training) to the image scores `score` [B] and the anomaly maps `map` [B, H, W], the
+member's weights inside: the same function as the StableHLO export and the run's
+evaluation (`evaluation.scoring.score_batch`), converted by jax2onnx from the model's
+accelerator form (XLA's convolutions, not the CPU kernels). Resizing to H x W and the
+channel conversion happen before the model, as `data.preprocessing.conform` does them;
+the model scales 0-255 to [-1, 1] itself. Both are written in the graph's doc string,
+and the decision threshold of the run (if it set one) in the metadata
+(`ae4ad_threshold`, with `ae4ad_false_positive_rate`, `ae4ad_method`, ...).
+
+A method whose score is not one forward pass (a gradient of the input: ae-grad,
+vae-rec, vae-combi) is refused, as is any function the converter cannot translate.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ae4ad_jax.core import files
+from ae4ad_jax.core.errors import UserError
+from ae4ad_jax.data.preprocessing import to_float
+from ae4ad_jax.evaluation import scoring
+from ae4ad_jax.methods import registry
+from ae4ad_jax.serving import detector as detector_lib
+
+OPSET = 23
+PREPROCESSING = (
+    "Input `images`: uint8 [B, {size}, {size}, {channels}], B any. Before the model, resize "
+    "each image to {size} x {size} (bilinear, as PIL's resize) and convert it to {kind}, "
+    "exactly as ae4ad-jax's data.preprocessing.conform does; the model scales 0-255 to "
+    "[-1, 1] itself. Outputs: `score` float32 [B] (higher = more abnormal) and `map` "
+    "float32 [B, {size}, {size}]. An image is abnormal when its score is above the "
+    "metadata's ae4ad_threshold.")
+
+
+def _refusal(method) -> str | None:
+    """Why `method`'s score cannot be one ONNX graph, or None."""
+    if method.anomaly is not None and "gradient" in method.anomaly.__name__:
+        return ("its score is a gradient of the input (a backward pass through the "
+                "network), not one forward pass")
+    return None
+
+
+def export_onnx(workdir: str, index: int, out_path: str) -> dict:
+    """Writes member `index`'s scoring function to `out_path` (.onnx); returns what it
+    takes and gives."""
+    from jax2onnx import to_onnx
+
+    detector = detector_lib.load(workdir, index)
+    config = detector.config.copy_and_resolve_references()
+    config.execution.kernels = "xla"  # the accelerator form: no custom CPU kernels
+    method = registry.create(config)
+    why = _refusal(method)
+    if why:
+        raise UserError(f"Method {config.method} cannot be exported to ONNX: {why}. Export "
+                        "it as StableHLO (--format=stablehlo) instead.")
+    weights = jax.tree_util.tree_map(lambda x: x[0], detector.weights)  # one member
+    size, channels = config.image_size, config.channels
+
+    def score(images):
+        out = scoring.score_batch(method, weights, to_float(images),
+                                  jnp.arange(images.shape[0]), with_maps=True)
+        return out["score"], out["map"]
+
+    batch = jax.export.symbolic_shape("B")[0]
+    try:
+        model = to_onnx(score, [jax.ShapeDtypeStruct((batch, size, size, channels),
+                                                     jnp.uint8)],
+                        model_name=f"ae4ad_{config.method}", opset=OPSET,
+                        input_names=["images"], output_names=["score", "map"])
+    except Exception as error:  # the converter has no rule for one of the operations
+        raise UserError(f"Method {config.method} cannot be exported to ONNX: jax2onnx "
+                        f"says {str(error).splitlines()[0]}") from None
+    model.doc_string = PREPROCESSING.format(
+        size=size, channels=channels, kind="gray" if channels == 1 else "RGB")
+    metadata = {"ae4ad_method": config.method, "ae4ad_member": index,
+                "ae4ad_epoch": detector.epoch, "ae4ad_image_size": size,
+                "ae4ad_channels": channels, **detector.hparams,
+                "ae4ad_threshold": detector.threshold,
+                "ae4ad_false_positive_rate": detector.false_positive_rate}
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key = key if key.startswith("ae4ad_") else f"ae4ad_{key}"
+        entry.value = "" if value is None else repr(float(value)) if isinstance(
+            value, (float, np.floating)) else str(value)
+    with files.atomic_path(out_path) as partial, open(partial, "wb") as f:
+        f.write(model.SerializeToString())
+    return {"member": index, **detector.hparams, "epoch": detector.epoch,
+            "input": ["B", size, size, channels], "dtype": "uint8",
+            "threshold": detector.threshold}

@@ -1,0 +1,97 @@
+"""The ONNX export scores in ONNX Runtime, in a process without JAX, as the run did; the
+deployment snippet of docs/detector.md runs; gradient methods are refused."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ae4ad_jax.core.errors import UserError
+from ae4ad_jax.data import pipeline
+from ae4ad_jax.runs import results
+from ae4ad_jax.serving import detector as detector_lib
+from ae4ad_jax.training import export
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# float32 throughout; XLA and ONNX Runtime order the convolutions' sums differently.
+# Measured: within 4.8e-7 on every exported method of configs/test.py, 3.0e-6 on the
+# main job's maps (docs/detector.md); the tolerance is three times the largest.
+SCORE_TOLERANCE, MAP_TOLERANCE = 1e-5, 1e-5
+# Only onnx, onnxruntime and numpy: JAX must not be needed (nor loaded) to score.
+RUNTIME = """
+import sys
+import numpy as np, onnx, onnxruntime
+onnx.checker.check_model(onnx.load(sys.argv[1]))
+session = onnxruntime.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+images = np.load(sys.argv[2])
+out = {}
+for n in (1, 7, 64):
+    score, maps = session.run(["score", "map"], {"images": images[:n]})
+    out[f"score{n}"], out[f"map{n}"] = score, maps
+out["meta"] = np.array(str(session.get_modelmeta().custom_metadata_map))
+assert not [m for m in sys.modules if m == "jax" or m.startswith("jax.")]
+np.savez(sys.argv[3], **out)
+"""
+
+
+def _snippet():
+    text = open(os.path.join(ROOT, "docs", "detector.md")).read()
+    block = re.search(r"<!-- onnx-snippet -->\n```python\n(.*?)```\n<!-- /onnx-snippet -->",
+                      text, re.S)
+    return block.group(1)
+
+
+def test_onnx_runtime_scores_as_the_run_did_without_jax(finished_run, tmp_path):
+    path = str(tmp_path / "ae.onnx")
+    info = export.export(finished_run.workdir, 0, path, "onnx")
+    assert info["format"] == "onnx" and info["input"] == ["B", 32, 32, 1]
+    images = pipeline.load(finished_run.config).test_images[:64]
+    np.save(tmp_path / "images.npy", images)
+    subprocess.run([sys.executable, "-c", RUNTIME, path, str(tmp_path / "images.npy"),
+                    str(tmp_path / "out.npz")], check=True, timeout=300,
+                   env={**os.environ, "PYTHONPATH": ""})
+    out = np.load(tmp_path / "out.npz")
+    evaluated = results.read_scores(finished_run.workdir)["test"][0][:64]
+    detector = detector_lib.load(finished_run.workdir)
+    maps = detector.score(images)["map"]
+    for n in (1, 7, 64):
+        assert out[f"score{n}"].shape == (n,) and out[f"map{n}"].shape == (n, 32, 32)
+        assert np.abs(out[f"score{n}"] - evaluated[:n]).max() < SCORE_TOLERANCE
+        assert np.abs(out[f"map{n}"] - maps[:n]).max() < MAP_TOLERANCE
+    meta = str(out["meta"])
+    assert f"'ae4ad_threshold': '{detector.threshold!r}'" in meta
+    assert "'ae4ad_method': 'ae'" in meta and "'ae4ad_latent_size': '16'" in meta
+
+    # The deployment page's snippet, on PNGs: the run's scores and decisions.
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i in range(5):
+        Image.fromarray(images[i, ..., 0]).save(folder / f"{i}.png")
+    snippet = tmp_path / "snippet.py"
+    snippet.write_text(_snippet())
+    lines = subprocess.run([sys.executable, str(snippet), path, str(folder)], check=True,
+                           capture_output=True, text=True, timeout=300).stdout.split()
+    rows = [line.split(",") for line in lines]
+    assert [row[0] for row in rows] == [f"{i}.png" for i in range(5)]
+    np.testing.assert_allclose([float(row[1]) for row in rows], evaluated[:5], atol=1e-5)
+    assert [int(row[2]) for row in rows] == list(detector.decide(evaluated[:5]))
+
+
+def test_a_gradient_score_is_refused_with_the_reason(finished_run, tmp_path, capsys):
+    """ae-grad trains the AE and scores by the input's gradient: the finished AE run, read
+    as ae-grad, is refused; the command line exits 2 with the message."""
+    workdir = tmp_path / "run"
+    shutil.copytree(finished_run.workdir, workdir)
+    config = json.load(open(workdir / "config.json"))
+    config["method"] = "ae-grad"
+    json.dump(config, open(workdir / "config.json", "w"))
+    with pytest.raises(UserError, match="Method ae-grad cannot be exported to ONNX: its "
+                                        "score is a gradient of the input"):
+        export.export(str(workdir), 0, str(tmp_path / "g.onnx"), "onnx")
+    assert not (tmp_path / "g.onnx").exists()
