@@ -128,9 +128,10 @@ class AnomalyDetector:
     def export(self, path: str, format: str = "workdir") -> dict:
         """Writes the detector's member to `path` in `format`, as `python -m
         ae4ad_jax.export` does: "workdir" (config.json, checkpoint, thresholds.json; what
-        `load`, `python -m ae4ad_jax.score` and `.main --eval_only` read) or "stablehlo"
-        (the reconstruction score and maps as one `jax.export` file; the code scores need
-        the run's normal codes). Returns what was written."""
+        `load`, `python -m ae4ad_jax.score` and `.main --eval_only` read), "stablehlo"
+        (the reconstruction score and maps as one `jax.export` file) or "onnx" (the same
+        as an ONNX model, for runtimes without JAX). The code scores need the run's
+        normal codes: only the workdir carries them. Returns what was written."""
         from ae4ad_jax.training import export
 
         if format != "workdir" and self.score != RECONSTRUCTION:
