@@ -17,7 +17,6 @@ vae-rec, vae-combi) is refused, as is any function the converter cannot translat
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ae4ad_jax.core import files
 from ae4ad_jax.core.errors import UserError
@@ -76,16 +75,13 @@ def export_onnx(workdir: str, index: int, out_path: str) -> dict:
                         f"says {str(error).splitlines()[0]}") from None
     model.doc_string = PREPROCESSING.format(
         size=size, channels=channels, kind="gray" if channels == 1 else "RGB")
-    metadata = {"ae4ad_method": config.method, "ae4ad_member": index,
-                "ae4ad_epoch": detector.epoch, "ae4ad_image_size": size,
-                "ae4ad_channels": channels, **detector.hparams,
-                "ae4ad_threshold": detector.threshold,
-                "ae4ad_false_positive_rate": detector.false_positive_rate}
-    for key, value in metadata.items():
+    metadata = {"method": config.method, "member": index, "epoch": detector.epoch,
+                "image_size": size, "channels": channels, **detector.hparams,
+                "threshold": detector.threshold,
+                "false_positive_rate": detector.false_positive_rate}
+    for key, value in metadata.items():  # None (no threshold set) as ""
         entry = model.metadata_props.add()
-        entry.key = key if key.startswith("ae4ad_") else f"ae4ad_{key}"
-        entry.value = "" if value is None else repr(float(value)) if isinstance(
-            value, (float, np.floating)) else str(value)
+        entry.key, entry.value = f"ae4ad_{key}", "" if value is None else str(value)
     with files.atomic_path(out_path) as partial, open(partial, "wb") as f:
         f.write(model.SerializeToString())
     return {"member": index, **detector.hparams, "epoch": detector.epoch,
