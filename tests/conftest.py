@@ -20,6 +20,11 @@ if ROOT not in sys.path:
 from ae4ad_jax.nets import cpu_kernels  # noqa: E402
 from ae4ad_jax.parallel import programs  # noqa: E402
 
+# XLA:CPU's MLIR fusion emitters take about 40% of the suite's compile time; the legacy
+# emitters compile the same programs faster (the suite compiles far more than it runs).
+# Here and in every subprocess of the tests (they copy or extend this XLA_FLAGS).
+TEST_XLA_FLAGS = "--xla_cpu_use_fusion_emitters=false"
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 cpu_kernels.apply_xla_cpu_flags()  # as the command-line entry points do
 # One cache folder per test run, shared by pytest-xdist's workers (the same run id).
 CACHE_DIR = os.path.join(tempfile.gettempdir(), "ae4ad_jax_test_cache_" + os.environ.get(

@@ -34,7 +34,8 @@ def _command(workdir, tfds_dir, *extra):
 
 def _start_pair(workdir, tfds_dir):
     port, processes = _free_port(), []
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env = {**os.environ, "XLA_FLAGS": f"{os.environ['XLA_FLAGS']} "
+                                      "--xla_force_host_platform_device_count=2"}
     for process_id in range(2):
         command = _command(workdir, tfds_dir,
                            f"--config.distributed.coordinator_address=127.0.0.1:{port}",

@@ -33,7 +33,8 @@ FAMILY = ("vae", "ceae", "dae", "constrained-ae", "ganomaly", "memae", "ae-spati
 
 def _env(devices):
     env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = (f"{env.get('XLA_FLAGS', '')} "
+                        f"--xla_force_host_platform_device_count={devices}")
     return env
 
 
