@@ -44,6 +44,7 @@ LONGEST_FIRST = ("tests/parallel/test_sharding.py", "tests/methods/test_methods.
                  "tests/test_experiments.py", "tests/parallel/test_ensemble.py",
                  "tests/training/test_train.py",
                  "tests/parallel/test_processes.py", "tests/test_gpu_check.py",
+                 "tests/serving/test_onnx.py", "tests/serving/test_estimator.py",
                  "tests/parallel/test_memory_plan.py")
 
 

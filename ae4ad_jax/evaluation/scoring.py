@@ -18,14 +18,16 @@ from ae4ad_jax.methods.contract import row_keys
 from ae4ad_jax.parallel import ensemble, execution, mesh, programs
 
 
-def forward_fn(method, weights):
+def forward_fn(method, weights, noise=None):
     """The trained member as `forward(x, row_keys, train=False) -> outputs`; in train mode
-    BatchNorm uses the batch's statistics and updates nothing."""
+    BatchNorm uses the batch's statistics and updates nothing. `noise` ([B, width]) is a
+    Gaussian code's noise, given instead of drawn from the row keys."""
     model = method.create_model(weights["latent_mask"].shape[-1])
+    given = {} if noise is None else {"noise": noise}
 
     def forward(x, keys, train=False):
         call = functools.partial(model.apply, weights["variables"], x,
-                                 latent_mask=weights["latent_mask"], row_keys=keys)
+                                 latent_mask=weights["latent_mask"], row_keys=keys, **given)
         return call(train=True, mutable=["batch_stats"])[0] if train else call(train=False)
 
     return forward
@@ -39,11 +41,12 @@ def scoring_weights(state) -> dict:
             "latent_mask": state.latent_mask, "rng": state.rng}
 
 
-def score_batch(method, weights, images, positions, with_maps, with_recon=False):
+def score_batch(method, weights, images, positions, with_maps, with_recon=False,
+                noise=None):
     """Scores one batch for one member: dict of [B] (and [B, H, W]) arrays; `positions`
     are the images' indices in the scored set (their random streams). `with_recon` adds
-    the reconstructions [B, H, W, C]."""
-    forward = forward_fn(method, weights)
+    the reconstructions [B, H, W, C]; `noise` is as `forward_fn`'s."""
+    forward = forward_fn(method, weights, noise)
     stream = jax.random.fold_in(weights["rng"], contract.EVAL_STREAM)
     maps, scores, outputs = method.score(forward, images, row_keys(stream, positions),
                                          weights["latent_mask"])

@@ -66,6 +66,7 @@ class Method:
     check: Callable | None = None  # (method, config) -> None; raises UserError
     has_latent: bool = True  # a code z: entropy estimates, latent sizes, the entropy term
     plain_code: bool = False  # a plain code z the learned rate can quantise
+    per_image: bool = False  # scored one image at a time: a row's score needs no other row
     group: str | None = None  # the config group of its hyperparameters
     settings_type: type | None = None  # their declaration
     overrides: tuple = ()  # ((top-level config key, value), ...) it runs with by default

@@ -60,7 +60,10 @@ def latent_anomaly(method, forward, images, row_keys, latent_mask):
         outputs = forward(x[None], key[None], train=True)
         return jax.tree_util.tree_map(lambda v: v[0], outputs)
 
-    outputs = jax.vmap(one)(images, row_keys)
+    if images.shape[0] == 1:  # one image already (as the ONNX export passes them)
+        outputs = forward(images, row_keys, train=True)
+    else:
+        outputs = jax.vmap(one)(images, row_keys)
     scores = parts.latent_mean(jnp.square(outputs["z"] - outputs["z_hat"]), latent_mask)
     return None, scores, outputs
 
@@ -88,4 +91,4 @@ def reinit_collapsed_discriminator(state, means, key):
 
 METHODS = (Method("ganomaly", model=_model, loss=ganomaly_loss,
                               anomaly=latent_anomaly, after_epoch=reinit_collapsed_discriminator,
-                              group="ganomaly", settings_type=Settings),)
+                              per_image=True, group="ganomaly", settings_type=Settings),)

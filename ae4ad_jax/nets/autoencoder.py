@@ -120,7 +120,8 @@ class Bottleneck(nn.Module):
     kernels: Kernels = XLA
 
     @nn.compact
-    def __call__(self, x, train: bool, mask=None, latent_mask=None, row_keys=None):
+    def __call__(self, x, train: bool, mask=None, latent_mask=None, row_keys=None,
+                 noise=None):
         def layer(features, name):
             return Conv(features, 1, name=name) if self.spatial else Dense(features, name=name)
 
@@ -138,9 +139,10 @@ class Bottleneck(nn.Module):
         code = {"z": z, "z_norm": masked(normalise(z, train, mask, latent_mask))}
         if self.latent == "gaussian":
             log_var = masked(layer(self.latent_size, LATENT_OUT + "_log_var")(h))
-            if row_keys is None:
-                raise ValueError("A Gaussian latent samples z: pass row_keys.")
-            eps = gaussian_noise(row_keys, z.shape[-1]).astype(z.dtype)
+            if noise is None and row_keys is None:
+                raise ValueError("A Gaussian latent samples z: pass row_keys (or noise).")
+            eps = (gaussian_noise(row_keys, z.shape[-1]) if noise is None else noise).astype(
+                z.dtype)
             code.update(mu=z, log_var=log_var)
             z = masked(z + eps * jnp.exp(0.5 * log_var))
         elif self.latent == "memory":
@@ -193,7 +195,8 @@ class AutoEncoder(nn.Module):
     kernels: Kernels = XLA
 
     @nn.compact
-    def __call__(self, x, train: bool, mask=None, latent_mask=None, row_keys=None):
+    def __call__(self, x, train: bool, mask=None, latent_mask=None, row_keys=None,
+                 noise=None):
         arch = self.architecture
         x, latent_mask = in_dtype(arch.dtype, x, latent_mask)
         widths = arch.widths()
@@ -207,7 +210,7 @@ class AutoEncoder(nn.Module):
                 y = layer(y, train, mask)
             return y
 
-        h, code = bottleneck(encode(x), train, mask, latent_mask, row_keys)
+        h, code = bottleneck(encode(x), train, mask, latent_mask, row_keys, noise)
         out_channels = self.channels * (2 if self.log_variance else 1)
         for i, features in enumerate(widths[-2::-1] + (out_channels,)):  # 4w, 2w, w, C
             h = ConvBlock(features, arch.decoder_depth, upsample=True, last=i == 3,
@@ -218,7 +221,7 @@ class AutoEncoder(nn.Module):
             outputs["log_var"] = h[..., self.channels:].astype(jnp.float32)
         if self.reencode and train:
             _, code_rec = bottleneck(encode(h[..., :self.channels]), train, mask, latent_mask,
-                                     row_keys)
+                                     row_keys, noise)
             outputs["z_rec"] = code_rec["z"].astype(jnp.float32)
         return outputs
 

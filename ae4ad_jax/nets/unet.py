@@ -41,7 +41,8 @@ class UNetBlock(nn.Module):
     def __call__(self, x):
         for _ in range(2):
             x = jax.nn.silu(StandardizedConv(self.features)(x))
-            x = nn.GroupNorm(num_groups=group_count(self.features), epsilon=1e-5)(x)
+            x = nn.GroupNorm(num_groups=group_count(self.features), epsilon=1e-5,
+                             use_fast_variance=False)(x)
         return x
 
 
@@ -79,7 +80,7 @@ class UNet(nn.Module):
             x = UNetBlock(2 ** (self.width_log2 + level))(x)
             skips.append(x)
             if level < self.depth - 1:
-                x = nn.avg_pool(x, (2, 2), (2, 2))
+                x = nn.avg_pool(x, window_shape=(2, 2), strides=(2, 2))
         for level in reversed(range(self.depth - 1)):
             features = 2 ** (self.width_log2 + level)
             x = jnp.concatenate([UpConv(features)(x), skips[level]], axis=-1)

@@ -33,7 +33,7 @@ class VGGFeatures(nn.Module):
         x = (x * 0.5 + 0.5 - jnp.array(IMAGENET_MEAN)) / jnp.array(IMAGENET_STD)
         for layer in self.layers:
             if layer == "pool":
-                x = nn.max_pool(x, (2, 2), (2, 2))
+                x = nn.max_pool(x, window_shape=(2, 2), strides=(2, 2))
                 continue
             name, fan_in, features = layer
             kernel = constant(f"{name}_kernel", (3, 3, fan_in, features))

@@ -11,18 +11,25 @@ the model scales 0-255 to [-1, 1] itself. Both are written in the graph's doc st
 and the decision threshold of the run (if it set one) in the metadata
 (`ae4ad_threshold`, with `ae4ad_false_positive_rate`, `ae4ad_method`, ...).
 
+Two methods differ: GANomaly scores whole images (no `map` output; each image alone,
+its own BatchNorm statistics, as a loop over the batch), and the VAE, which
+draws its code at test time, takes that draw as a second input `noise` [B, d] (ONNX has
+no counterpart of JAX's random streams; `evaluation_noise` gives the run's own draws).
 A method whose score is not one forward pass (a gradient of the input: ae-grad,
 vae-rec, vae-combi) is refused, as is any function the converter cannot translate.
 """
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ae4ad_jax.core import files
 from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.data.preprocessing import to_float
 from ae4ad_jax.evaluation import scoring
-from ae4ad_jax.methods import registry
+from ae4ad_jax.methods import contract, registry
+from ae4ad_jax.methods.contract import row_keys
+from ae4ad_jax.nets.autoencoder import gaussian_noise
 from ae4ad_jax.serving import detector as detector_lib
 
 OPSET = 23
@@ -33,6 +40,10 @@ PREPROCESSING = (
     "[-1, 1] itself. Outputs: `score` float32 [B] (higher = more abnormal) and `map` "
     "float32 [B, {size}, {size}]. An image is abnormal when its score is above the "
     "metadata's ae4ad_threshold.")
+NOISE = (" Input `noise`: float32 [B, {d}], standard normal: the VAE draws its code at test "
+         "time (as the reference does), so its score is random; pass fresh N(0, 1) draws, "
+         "or zeros for the mean code.")
+NO_MAP = " This method scores whole images: no `map` output."
 
 
 def _refusal(method) -> str | None:
@@ -58,23 +69,42 @@ def export_onnx(workdir: str, index: int, out_path: str) -> dict:
                         "it as StableHLO (--format=stablehlo) instead.")
     weights = jax.tree_util.tree_map(lambda x: x[0], detector.weights)  # one member
     size, channels = config.image_size, config.channels
+    d, width = detector.hparams["latent_size"], weights["latent_mask"].shape[-1]
+    sampled = samples_code(method, width)
 
-    def score(images):
-        out = scoring.score_batch(method, weights, to_float(images),
-                                  jnp.arange(images.shape[0]), with_maps=True)
-        return out["score"], out["map"]
+    def rows(images, positions, noise):
+        return scoring.score_batch(method, weights, to_float(images), positions,
+                                   with_maps=True, noise=noise)
+
+    def one(row):  # a method that scores each image alone: an ONNX loop over the batch
+        return jax.tree_util.tree_map(lambda v: v[0], rows(*jax.tree_util.tree_map(
+            lambda v: v[None], row)))
+
+    def outputs(images, noise=None):  # positions 0..B-1 without jnp.arange (no symbolic B)
+        positions = jax.lax.broadcasted_iota(jnp.int32, images.shape[:1], 0)
+        if noise is not None:  # the member's d units, zeros for the ensemble's padding
+            noise = jnp.pad(noise, ((0, 0), (0, width - d)))
+        if method.per_image:
+            return jax.lax.map(one, (images, positions, noise))
+        return rows(images, positions, noise)
 
     batch = jax.export.symbolic_shape("B")[0]
+    inputs = [jax.ShapeDtypeStruct((batch, size, size, channels), jnp.uint8)]
+    if sampled:
+        inputs.append(jax.ShapeDtypeStruct((batch, d), jnp.float32))
+    names = [name for name in ("score", "map")  # GANomaly has no map
+             if name in jax.eval_shape(outputs, *[jax.ShapeDtypeStruct(
+                 (1, *x.shape[1:]), x.dtype) for x in inputs])]
     try:
-        model = to_onnx(score, [jax.ShapeDtypeStruct((batch, size, size, channels),
-                                                     jnp.uint8)],
+        model = to_onnx(lambda *args: tuple(outputs(*args)[name] for name in names), inputs,
                         model_name=f"ae4ad_{config.method}", opset=OPSET,
-                        input_names=["images"], output_names=["score", "map"])
+                        input_names=["images", "noise"][:len(inputs)], output_names=names)
     except Exception as error:  # the converter has no rule for one of the operations
         raise UserError(f"Method {config.method} cannot be exported to ONNX: jax2onnx "
                         f"says {str(error).splitlines()[0]}") from None
     model.doc_string = PREPROCESSING.format(
-        size=size, channels=channels, kind="gray" if channels == 1 else "RGB")
+        size=size, channels=channels, kind="gray" if channels == 1 else "RGB") + (
+        NOISE.format(d=d) if sampled else "") + ("" if "map" in names else NO_MAP)
     metadata = {"method": config.method, "member": index, "epoch": detector.epoch,
                 "image_size": size, "channels": channels, **detector.hparams,
                 "threshold": detector.threshold,
@@ -86,4 +116,20 @@ def export_onnx(workdir: str, index: int, out_path: str) -> dict:
         f.write(model.SerializeToString())
     return {"member": index, **detector.hparams, "epoch": detector.epoch,
             "input": ["B", size, size, channels], "dtype": "uint8",
+            "noise": ["B", d] if sampled else None, "outputs": names,
             "threshold": detector.threshold}
+
+
+def samples_code(method, width: int) -> bool:
+    """Whether `method`'s network draws its code at test time (the VAE's Gaussian z)."""
+    return getattr(method.create_model(width), "latent", None) == "gaussian"
+
+
+def evaluation_noise(detector, positions) -> np.ndarray:
+    """The noise [N, d] the run's evaluation drew for the scored set's images at
+    `positions` (the ONNX graph's `noise` input that reproduces its scores)."""
+    weights = jax.tree_util.tree_map(lambda x: x[0], detector.weights)
+    stream = jax.random.fold_in(weights["rng"], contract.EVAL_STREAM)
+    noise = gaussian_noise(row_keys(stream, jnp.asarray(positions)),
+                           weights["latent_mask"].shape[-1])
+    return np.asarray(noise[:, :detector.hparams["latent_size"]], np.float32)

@@ -296,6 +296,22 @@ def test_ssim_map_is_resized_to_the_input():
     assert maps.shape == (2, 32, 32) and np.all(np.isfinite(maps))
 
 
+def test_the_bilinear_resize_is_jax_image_resize_bitwise():
+    """`resize_bilinear` calls `scale_and_translate` (it converts to ONNX with a
+    symbolic batch): the numbers of `jax.image.resize` when enlarging, as the methods
+    use it (SSIM's valid windows, VGG features, to the input's size); shrinking, its
+    float32 scale moves the weights' last bits."""
+    x = jax.random.uniform(jax.random.PRNGKey(0), (3, 22, 22, 2))
+    for height, width in ((32, 32), (22, 40), (128, 128), (7, 7)):
+        expected = jax.jit(lambda v, h=height, w=width: jax.image.resize(
+            v, (3, h, w, 2), "linear", antialias=False))(x)
+        got = jax.jit(lambda v, h=height, w=width: image_losses.resize_bilinear(v, h, w))(x)
+        if height > 22 and width > 22:  # both sides enlarged
+            np.testing.assert_array_equal(got, expected)
+        else:
+            np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
 # ----------------------------------------------------------------------------- gradient maps
 
 

@@ -9,14 +9,20 @@ import subprocess
 import sys
 
 import numpy as np
+import onnxruntime
 import pytest
 from PIL import Image
 
 from ae4ad_jax.core.errors import UserError
-from ae4ad_jax.data import pipeline
-from ae4ad_jax.runs import results
+from ae4ad_jax.data import phantom, pipeline
+from ae4ad_jax.methods import registry
+from ae4ad_jax.parallel import ensemble
+from ae4ad_jax.runs import checkpoints, results
+from ae4ad_jax.runs import workdir as workdir_lib
 from ae4ad_jax.serving import detector as detector_lib
+from ae4ad_jax.serving import onnx_export
 from ae4ad_jax.training import export
+from ae4ad_jax.training.state import create_train_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # float32 throughout; XLA and ONNX Runtime order the convolutions' sums differently.
@@ -95,3 +101,64 @@ def test_a_gradient_score_is_refused_with_the_reason(finished_run, tmp_path, cap
                                         "score is a gradient of the input"):
         export.export(str(workdir), 0, str(tmp_path / "g.onnx"), "onnx")
     assert not (tmp_path / "g.onnx").exists()
+
+
+# The mechanisms the AE's export does not exercise, one method each (ae-perceptual's VGG
+# max pooling: experiments/onnx_check.py on a comparison run).
+MECHANISMS = {
+    "vae": "a code drawn at test time: the graph's `noise` input",
+    "ganomaly": "each image alone with its own BatchNorm statistics (a loop); no map",
+    "dae": "the U-Net: average pooling, GroupNorm, reflection padding",
+    "ae-ssim": "SSIM's valid windows resized to the input",
+}
+# Relative to the largest JAX value: float32 in both runtimes, with sums in other orders.
+# Measured on these untrained 16x16 models: at most 3.8e-7 (tolerance 1e-5, as the AE's),
+# but SSIM, 8.2e-6 for the score and 7.7e-4 for the map: its variances are differences
+# of window means, E[x^2] - E[x]^2, as in the reference; an untrained AE returns a nearly
+# flat image, whose variance is such a difference of near-equal numbers (float32 error
+# ~1e-7) divided by C2 = 0.03^2 ~ 1e-3. About three times the measured, rounded up.
+RELATIVE_TOLERANCE = {"ae-ssim": {"score": 3e-5, "map": 3e-3}}
+
+
+def _untrained_run(workdir, method):
+    """A workdir whose checkpoint is `method`'s initial state, at 16x16 (no training:
+    the export converts whatever weights the checkpoint holds)."""
+    from configs import test
+
+    config = test.get_config()
+    config.method, config.image_size, config.method_overrides = method, 16, {}
+    config.model.update(base_width=4, hidden_width=16)
+    config.dae.update(depth=2, width_log2=2)
+    config.ssim.window = 5
+    method_ = registry.create(config)
+    workdir_lib.prepare_workdir(workdir, config)
+    state = create_train_state(config, method_, ensemble.member_hparams(config))
+    manager = checkpoints.create_manager(workdir)
+    checkpoints.save(manager, 1, state)
+    manager.wait_until_finished()
+    manager.close()
+    return workdir
+
+
+@pytest.mark.parametrize("method", MECHANISMS)
+def test_each_mechanism_exports_and_scores_as_jax(method, tmp_path):
+    workdir = _untrained_run(str(tmp_path / "run"), method)
+    path = str(tmp_path / f"{method}.onnx")
+    info = export.export(workdir, 0, path, "onnx")
+    detector = detector_lib.load(workdir)
+    images = phantom.generate(7, 16, seed=0, abnormal=True)[0]
+    feed = {"images": images}
+    if method == "vae":  # the noise the JAX scoring draws for rows 0-6
+        assert info["noise"] == ["B", 16]
+        feed["noise"] = onnx_export.evaluation_noise(detector, np.arange(7))
+    else:
+        assert info["noise"] is None
+    assert info["outputs"] == (["score"] if method == "ganomaly" else ["score", "map"])
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    got = dict(zip(info["outputs"], session.run(info["outputs"], feed), strict=True))
+    expected = detector.score(images)
+    for key, value in got.items():
+        scale = np.abs(expected[key]).max()
+        error = np.abs(value - expected[key]).max() / scale
+        print(method, key, f"relative difference {error:.1e} of {scale:.3g}")
+        assert error < RELATIVE_TOLERANCE.get(method, {}).get(key, 1e-5), (method, key)
