@@ -12,6 +12,7 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
+from sklearn.exceptions import NotFittedError
 
 from ae4ad_jax.api import AnomalyDetector
 from ae4ad_jax.core.errors import UserError
@@ -55,19 +56,23 @@ def probe():
 
 
 def test_fit_sets_the_threshold_from_held_out_normal_scores(fitted):
-    normal = fitted.decision_scores_
     images = conform(phantom.generate(160, 48, 1, False)[0], SIZE, 1)
     _, held_out = pipeline.split_validation(images, 0.25, fitted.config.seed)
     assert len(held_out) == 40
-    np.testing.assert_allclose(normal, fitted.decision_function(held_out), rtol=1e-5)
+    # PyOD's decision_scores_ and labels_: every training image, in the order given
+    np.testing.assert_array_equal(fitted.decision_scores_, fitted.decision_function(images))
+    np.testing.assert_array_equal(fitted.labels_,
+                                  fitted.decision_scores_ > fitted.threshold_)
+    normal = fitted.decision_function(held_out)
     threshold = fitted.threshold_
-    assert threshold in normal  # an observed score
+    assert np.isclose(normal, threshold, rtol=1e-5).any()  # an observed held-out score
     assert np.mean(normal > threshold) <= 0.05
+    assert fitted.workdir_ == fitted.workdir and fitted.detector_.workdir == fitted.workdir
     rows = json.load(open(os.path.join(fitted.workdir, "summary.json")))
     assert rows["manifest"]["dataset"]["path"] is None
     assert "auroc" not in rows["metrics"][0] and rows["metrics"][0]["threshold_from_val"] == 1
     with pytest.raises(UserError, match="given in memory"):  # nothing to evaluate again
-        loop.train_and_evaluate(fitted.detector.config, fitted.workdir, eval_only=True)
+        loop.train_and_evaluate(fitted.detector_.config, fitted.workdir, eval_only=True)
 
 
 def test_api_scores_round_trip_through_export_and_load(fitted, probe, tmp_path):
@@ -83,7 +88,8 @@ def test_api_scores_round_trip_through_export_and_load(fitted, probe, tmp_path):
     loaded = AnomalyDetector.load(path)
     assert loaded.threshold_ == fitted.threshold_
     np.testing.assert_array_equal(loaded.decision_function(probe), scores)
-    np.testing.assert_array_equal(loaded.decision_scores_, fitted.decision_scores_)
+    # loaded from a workdir: the run's normal scores that set its threshold (held out)
+    assert len(loaded.decision_scores_) == 40 and loaded.threshold_ in loaded.decision_scores_
     with pytest.raises(UserError, match="is not an empty folder"):
         fitted.export(path)
 
@@ -113,7 +119,7 @@ def test_images_of_any_size_and_channels_are_converted_as_in_training(fitted, pr
                          (np.zeros(5), "Images must be an array")):
         with pytest.raises(UserError, match=message):
             fitted.decision_function(bad)
-    with pytest.raises(UserError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         AnomalyDetector().predict(gray)
 
 
@@ -259,13 +265,14 @@ def test_code_scores_serve_through_the_api_save_and_the_score_command(fitted, pr
     with open(os.path.join(fitted.workdir, "thresholds.json")) as f:
         thresholds = json.load(f)["members"][0]["variant_thresholds"]
     for variant in ("code_density", "code_knn", "combined_code_density"):
-        detector = AnomalyDetector.load(fitted.workdir, score=variant)
+        detector = AnomalyDetector.load(fitted.workdir, variant=variant)
         np.testing.assert_allclose(detector.decision_function(held_out),
                                    detector.decision_scores_, rtol=1e-4, atol=1e-4)
         assert detector.threshold_ == pytest.approx(thresholds[variant])
     scores = detector.decision_function(probe)  # combined_code_density
     detector.export(str(tmp_path / "saved"))
-    saved = AnomalyDetector.load(str(tmp_path / "saved"), score="combined_code_density")
+    saved = AnomalyDetector.load(str(tmp_path / "saved"),
+                                  variant="combined_code_density")
     np.testing.assert_array_equal(saved.decision_function(probe), scores)
     assert saved.threshold_ == detector.threshold_
 
@@ -281,4 +288,4 @@ def test_code_scores_serve_through_the_api_save_and_the_score_command(fitted, pr
     np.testing.assert_allclose([score for _, score in got], scores[:3], rtol=1e-5)
     with pytest.raises(UserError, match=r"Unknown score 'bits'.*known are reconstruction, "
                                         r"code_density, code_knn, combined_code_density"):
-        AnomalyDetector.load(fitted.workdir, score="bits")
+        AnomalyDetector.load(fitted.workdir, variant="bits")
