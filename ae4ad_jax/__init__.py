@@ -11,10 +11,11 @@ Subpackages, from the ground up; each imports only those listed before it (its
 - `evaluation/`: scoring on the device, metrics on the host;
 - `runs/`: a workdir's files and checkpoints;
 - `reporting/`: tables, figures, the report page;
-- `serving/`: a trained detector, scoring files, the StableHLO export;
+- `serving/`: a trained detector, scoring files, the StableHLO and ONNX exports;
 - `training/`: state, steps, the driver, a member's export;
 - entry points: `main` (train, evaluate), `report`, `export` (a member out of its run,
-  as a workdir or StableHLO), `score` (image files) and `api` (AnomalyDetector).
+  as a workdir, StableHLO or ONNX), `score` (image files) and `api` (AnomalyDetector,
+  a scikit-learn estimator).
 
 Importing the package changes no process-wide setting. The command-line entry
 points call `nets.cpu_kernels.apply_xla_cpu_flags()` before JAX starts; a library
