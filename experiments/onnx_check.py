@@ -44,6 +44,8 @@ flags.mark_flag_as_required("workdir")
 
 
 def _runs(folder):
+    if not os.path.isdir(folder):
+        raise SystemExit(f"{folder} is not a folder: give a finished run or a comparison.")
     if os.path.exists(os.path.join(folder, workdir_lib.CONFIG_FILE)) and os.path.isdir(
             os.path.join(folder, "checkpoints")):
         return [folder]

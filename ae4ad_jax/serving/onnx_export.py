@@ -95,8 +95,12 @@ def export_onnx(workdir: str, index: int, out_path: str) -> dict:
     names = [name for name in ("score", "map")  # GANomaly has no map
              if name in jax.eval_shape(outputs, *[jax.ShapeDtypeStruct(
                  (1, *x.shape[1:]), x.dtype) for x in inputs])]
+    def graph(*args):  # one trace of the network for all outputs
+        out = outputs(*args)
+        return tuple(out[name] for name in names)
+
     try:
-        model = to_onnx(lambda *args: tuple(outputs(*args)[name] for name in names), inputs,
+        model = to_onnx(graph, inputs,
                         model_name=f"ae4ad_{config.method}", opset=OPSET,
                         input_names=["images", "noise"][:len(inputs)], output_names=names)
     except Exception as error:  # the converter has no rule for one of the operations

@@ -8,7 +8,9 @@ import shutil
 import subprocess
 import sys
 
+import jax
 import numpy as np
+import onnx
 import onnxruntime
 import pytest
 from PIL import Image
@@ -70,6 +72,11 @@ def test_onnx_runtime_scores_as_the_run_did_without_jax(finished_run, tmp_path):
         assert out[f"score{n}"].shape == (n,) and out[f"map{n}"].shape == (n, 32, 32)
         assert np.abs(out[f"score{n}"] - evaluated[:n]).max() < SCORE_TOLERANCE
         assert np.abs(out[f"map{n}"] - maps[:n]).max() < MAP_TOLERANCE
+    # each layer once (a second trace of the network would double the graph)
+    kernels = [key for key, _ in jax.tree_util.tree_leaves_with_path(
+        detector.weights["variables"]["params"]) if "kernel" in jax.tree_util.keystr(key)]
+    ops = [node.op_type for node in onnx.load(path).graph.node]
+    assert sum(ops.count(op) for op in ("Conv", "ConvTranspose", "Gemm")) == len(kernels)
     meta = str(out["meta"])
     assert f"'ae4ad_threshold': '{detector.threshold!r}'" in meta
     assert "'ae4ad_method': 'ae'" in meta and "'ae4ad_latent_size': '16'" in meta
