@@ -202,11 +202,14 @@ class AnomalyDetector(BaseEstimator):
         """Anomaly score per image [N]; higher is more abnormal."""
         return self._score(X)["score"]
 
-    def predict(self, X) -> np.ndarray:
-        """1 (abnormal) or 0 per image [N]: score above `threshold_`."""
-        return (self.decision_function(X) > self.threshold_).astype(np.int64)
+    def predict(self, X, return_confidence: bool = False):
+        """1 (abnormal) or 0 per image [N]: score above `threshold_`; with
+        `return_confidence`, also `predict_confidence`'s values (PyOD's)."""
+        scores = self.decision_function(X).astype(np.float64)  # as labels_ are compared
+        labels = (scores > self.threshold_).astype(np.int64)
+        return (labels, self._confidence(scores)) if return_confidence else labels
 
-    def predict_proba(self, X, method: str = "linear") -> np.ndarray:
+    def predict_proba(self, X, method: str = "linear", return_confidence: bool = False):
         """[N, 2]: the probabilities of normal and abnormal, PyOD's: "linear" scales the
         score by the training scores' min and max (clipped to [0, 1]); "unify" is
         erf((score - mean) / (std sqrt 2)) of the training scores, clipped at 0
@@ -225,7 +228,8 @@ class AnomalyDetector(BaseEstimator):
         else:
             abnormal = erf((scores - train.mean()) / (train.std() * np.sqrt(2.0)))
         abnormal = np.clip(abnormal, 0.0, 1.0)
-        return np.stack([1.0 - abnormal, abnormal], axis=1)
+        probabilities = np.stack([1.0 - abnormal, abnormal], axis=1)
+        return (probabilities, self._confidence(scores)) if return_confidence else probabilities
 
     def predict_confidence(self, X) -> np.ndarray:
         """How consistently each prediction would stand if the training images were
@@ -234,11 +238,13 @@ class AnomalyDetector(BaseEstimator):
         abnormal, and the confidence is P(Binomial(n, p) > n - floor(n c)), c the
         contamination (the config's false-positive rate when None), taken as 1 minus
         that for images predicted normal."""
+        return self._confidence(self.decision_function(X))
+
+    def _confidence(self, scores) -> np.ndarray:
         from scipy.stats import binom
 
-        self._fitted()
         train, n = self.decision_scores_, len(self.decision_scores_)
-        scores = self.decision_function(X).astype(np.float64)
+        scores = np.asarray(scores, np.float64)
         rank = np.searchsorted(np.sort(train), scores, side="right")  # training <= score
         rate = (self.contamination if self.contamination is not None
                 else self.detector_.config.eval.false_positive_rate)

@@ -169,6 +169,11 @@ def test_pyod_probabilities_and_confidence(search):
     confidence = 1 - binom.cdf(n - int(n * 0.25), n, (1 + counts) / (2 + n))
     confidence = np.where(scores > detector.threshold_, confidence, 1 - confidence)
     np.testing.assert_allclose(detector.predict_confidence(images), confidence, rtol=1e-12)
+    labels, with_labels = detector.predict(images, return_confidence=True)
+    np.testing.assert_array_equal(labels, scores > detector.threshold_)
+    np.testing.assert_allclose(with_labels, confidence, rtol=1e-12)
+    _, with_probabilities = detector.predict_proba(images, "unify", return_confidence=True)
+    np.testing.assert_allclose(with_probabilities, confidence, rtol=1e-12)
 
 
 def test_fit_predict_gives_the_training_labels(search):
