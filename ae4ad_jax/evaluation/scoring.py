@@ -41,14 +41,18 @@ def scoring_weights(state) -> dict:
             "latent_mask": state.latent_mask, "rng": state.rng}
 
 
+def scoring_keys(weights, positions):
+    """The random keys of the scored set's images at `positions` (one member)."""
+    return row_keys(jax.random.fold_in(weights["rng"], contract.EVAL_STREAM), positions)
+
+
 def score_batch(method, weights, images, positions, with_maps, with_recon=False,
                 noise=None):
     """Scores one batch for one member: dict of [B] (and [B, H, W]) arrays; `positions`
     are the images' indices in the scored set (their random streams). `with_recon` adds
     the reconstructions [B, H, W, C]; `noise` is as `forward_fn`'s."""
     forward = forward_fn(method, weights, noise)
-    stream = jax.random.fold_in(weights["rng"], contract.EVAL_STREAM)
-    maps, scores, outputs = method.score(forward, images, row_keys(stream, positions),
+    maps, scores, outputs = method.score(forward, images, scoring_keys(weights, positions),
                                          weights["latent_mask"])
     result = {"score": scores, "mse": parts.per_image_mse(outputs["recon"], images)}
     for key in ("z", "z_norm", "bits"):  # the code, standardised, its rate in bits

@@ -27,8 +27,7 @@ from ae4ad_jax.core import files
 from ae4ad_jax.core.errors import UserError
 from ae4ad_jax.data.preprocessing import to_float
 from ae4ad_jax.evaluation import scoring
-from ae4ad_jax.methods import contract, registry
-from ae4ad_jax.methods.contract import row_keys
+from ae4ad_jax.methods import registry
 from ae4ad_jax.nets.autoencoder import gaussian_noise
 from ae4ad_jax.serving import detector as detector_lib
 
@@ -95,6 +94,7 @@ def export_onnx(workdir: str, index: int, out_path: str) -> dict:
     names = [name for name in ("score", "map")  # GANomaly has no map
              if name in jax.eval_shape(outputs, *[jax.ShapeDtypeStruct(
                  (1, *x.shape[1:]), x.dtype) for x in inputs])]
+
     def graph(*args):  # one trace of the network for all outputs
         out = outputs(*args)
         return tuple(out[name] for name in names)
@@ -133,7 +133,6 @@ def evaluation_noise(detector, positions) -> np.ndarray:
     """The noise [N, d] the run's evaluation drew for the scored set's images at
     `positions` (the ONNX graph's `noise` input that reproduces its scores)."""
     weights = jax.tree_util.tree_map(lambda x: x[0], detector.weights)
-    stream = jax.random.fold_in(weights["rng"], contract.EVAL_STREAM)
-    noise = gaussian_noise(row_keys(stream, jnp.asarray(positions)),
+    noise = gaussian_noise(scoring.scoring_keys(weights, jnp.asarray(positions)),
                            weights["latent_mask"].shape[-1])
     return np.asarray(noise[:, :detector.hparams["latent_size"]], np.float32)
