@@ -151,8 +151,9 @@ class AnomalyDetector(BaseEstimator):
         config = registry.resolve_config(self.config.copy_and_resolve_references())
         with config.unlocked():
             config.dataset = pipeline.ARRAYS
-        config = pipeline.resolve_channels(config, _unflatten(X, config))
-        images = conform(_unflatten(X, config), config.image_size, config.channels)
+        X = _unflatten(X, config)  # tries 1 and 3 channels when the config reads them
+        config = pipeline.resolve_channels(config, X)
+        images = conform(X, config.image_size, config.channels)
         train_images, val_images = pipeline.split_validation(
             images, config.val_fraction, config.seed)
         data = pipeline.Data(
